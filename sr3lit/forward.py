@@ -78,7 +78,9 @@ def q_sample(y0: torch.Tensor, gamma, noise: torch.Tensor | None = None) -> torc
     if noise is None: noise = torch.randn_like(y0)
     if noise.shape != y0.shape: raise ValueError(f"noise shape {tuple(noise.shape)} != y0 shape {tuple(y0.shape)}")
     # the square roots in float64: for gamma = 1 - 1e-6 (the report's first step) float32 would lose 1-gamma
+    ### BEGIN SOLUTION
     return g.sqrt().to(y0.dtype) * y0 + (1 - g).sqrt().to(y0.dtype) * noise
+    ### END SOLUTION
 
 def timestep_tensor(schedule: NoiseSchedule, t, batch_size: int | None = None) -> torch.Tensor:
     "Validate steps `t` (an int or an integer tensor of shape (B,), each in 1..T) and return them as a (B,) long tensor."

@@ -25,12 +25,14 @@ def sample_noise_level(schedule: NoiseSchedule, batch_size: int, generator: torc
     "Steps t ~ U{1..T} (B,) and noise levels sqrt(gamma) (B,) float64, with gamma in (gamma_t, gamma_{t-1}): uniform in gamma or in sqrt(gamma)."
     if method not in NOISE_LEVEL_METHODS: raise ValueError(f"method must be one of {NOISE_LEVEL_METHODS}, got {method!r}")
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    ### BEGIN SOLUTION
     t = torch.randint(1, schedule.T + 1, (1 if one_t_per_batch else batch_size,), generator=generator)
     t = t.expand(batch_size).clone()
     low, high = schedule.at('gammas', t), schedule.at('gammas_prev', t)       # gamma_t < gamma_{t-1}
     u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
     if method == 'gamma': noise_level = (low + u * (high - low)).sqrt()
     else: noise_level = low.sqrt() + u * (high.sqrt() - low.sqrt())
+    ### END SOLUTION
     return t.to(device), noise_level.to(device)
 
 # %% ../nbs/04_loss.ipynb #d1bdc39f
@@ -47,9 +49,13 @@ def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], x_lr_up: Tensor | 
     noise_level = torch.as_tensor(noise_level, dtype=torch.float64, device=y0.device)
     if noise_level.shape != (B,): raise ValueError(f"noise_level must have shape ({B},), got {tuple(noise_level.shape)}")
     if noise is None: noise = torch.randn(y0.shape, generator=generator, dtype=y0.dtype).to(y0.device)
+    ### BEGIN SOLUTION
     y_noisy = q_sample(y0, noise_level ** 2, noise)                     # gamma kept in float64 (gamma ~ 1 - 1e-6)
     net_input = y_noisy if x_lr_up is None else torch.cat([x_lr_up, y_noisy], dim=1)   # (B, C_x + C, H, W)
     eps_hat = model(net_input, noise_level.to(y0.dtype))
+    ### END SOLUTION
     if eps_hat.shape != noise.shape: raise ValueError(f"model returned shape {tuple(eps_hat.shape)}, expected {tuple(noise.shape)}")
+    ### BEGIN SOLUTION
     error = (eps_hat - noise).abs() if p == 1 else (eps_hat - noise) ** 2
     return error.mean() if reduction == 'mean' else error.flatten(1).sum(1).mean()
+    ### END SOLUTION

@@ -22,9 +22,11 @@ def posterior_coefficients(schedule: NoiseSchedule, t) -> tuple[torch.Tensor, to
     t = timestep_tensor(schedule, t)
     beta, alpha = schedule.at('betas', t), schedule.at('alphas', t)
     gamma, gamma_prev = schedule.at('gammas', t), schedule.at('gammas_prev', t)      # gamma_t, gamma_{t-1}
+    ### BEGIN SOLUTION
     coef_yt = alpha.sqrt() * (1 - gamma_prev) / (1 - gamma)
     coef_y0 = gamma_prev.sqrt() * beta / (1 - gamma)
     variance = (1 - gamma_prev) / (1 - gamma) * beta
+    ### END SOLUTION
     return coef_yt, coef_y0, variance
 
 def posterior_mean_variance(schedule: NoiseSchedule, y0: torch.Tensor, yt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,376 @@
+"The exercise checks (sr3lit.checks): reference solutions pass, planted mistakes get their own specific messages."
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sr3lit import checks, forward, loss, metrics, posterior
+from sr3lit.checks import CheckFailed, NotImplementedYet
+from sr3lit.forward import per_sample, timestep_tensor
+from sr3lit.schedules import NoiseSchedule
+
+
+def failure(check, fn) -> str:
+    "The message of the CheckFailed that `check(fn)` raises (fails the test if it passes)."
+    with pytest.raises(CheckFailed) as info: check(fn)
+    return str(info.value)
+
+
+def assert_distinct(messages: dict):
+    "Different mistakes get different messages (compared on their first line, the diagnosis)."
+    firsts = {k: m.splitlines()[0] for k, m in messages.items()}
+    assert len(set(firsts.values())) == len(firsts), firsts
+
+
+# ---------------------------------------------------------------- the reference solutions pass every check
+
+def sampling_module():
+    return pytest.importorskip('sr3lit.sampling')
+
+
+@pytest.mark.parametrize('name', ['q_sample', 'posterior', 'sample_noise_level', 'loss', 'psnr', 'reverse_step'])
+def test_reference_solutions_pass(name, capsys):
+    check, solution = {
+        'q_sample': (checks.check_q_sample, lambda: forward.q_sample),
+        'posterior': (checks.check_posterior, lambda: posterior.posterior_mean_variance),
+        'sample_noise_level': (checks.check_sample_noise_level, lambda: loss.sample_noise_level),
+        'loss': (checks.check_loss, lambda: loss.diffusion_loss),
+        'psnr': (checks.check_psnr, lambda: metrics.psnr),
+        'reverse_step': (checks.check_reverse_step, lambda: sampling_module().p_sample_step),
+    }[name]
+    check(solution())
+    out = capsys.readouterr().out
+    assert out.startswith('✓ ') and 'passes' in out and 'checks' in out
+
+
+# ---------------------------------------------------------------- exercise 1: q_sample
+
+def q_wrong(signal, noise_coef):
+    "A q_sample whose coefficients are signal(gamma) and noise_coef(gamma), gamma shaped (B,1,..,1) in float64."
+    def q_sample(y0, gamma, noise=None):
+        g = per_sample(gamma, y0)
+        return signal(g).to(y0.dtype) * y0 + noise_coef(g).to(y0.dtype) * noise
+    return q_sample
+
+
+def test_q_sample_mistakes_are_named():
+    messages = {
+        'noise without sqrt': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g)),
+        'signal without sqrt': failure(checks.check_q_sample, q_wrong(lambda g: g, lambda g: (1 - g).sqrt())),
+        'swapped': failure(checks.check_q_sample, q_wrong(lambda g: (1 - g).sqrt(), torch.sqrt)),
+        'minus': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: -(1 - g).sqrt())),
+        'one minus sqrt': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g.sqrt())),
+    }
+    assert 'sqrt(gamma)*y0 + (1-gamma)*noise' in messages['noise without sqrt']
+    assert 'noise coefficient is missing its square root' in messages['noise without sqrt']
+    assert 'signal coefficient is missing its square root' in messages['signal without sqrt']
+    assert 'swapped' in messages['swapped']
+    assert 'sqrt(gamma)*y0 - sqrt(1-gamma)*noise' in messages['minus']
+    assert 'not 1-sqrt(gamma)' in messages['one minus sqrt']
+    assert_distinct(messages)
+    assert all(m.startswith('q_sample: ') for m in messages.values())
+
+
+def test_q_sample_broadcasting_precision_and_noise_mistakes():
+    def last_axis(y0, gamma, noise=None):               # a (B,) gamma times (B, C, H, W): lines up with W
+        g = torch.as_tensor(gamma, dtype=torch.float64)
+        return g.sqrt().to(y0.dtype) * y0 + (1 - g).sqrt().to(y0.dtype) * noise
+
+    def float32_gamma(y0, gamma, noise=None):           # 1 - gamma computed after rounding gamma to float32
+        g = per_sample(gamma, y0).to(y0.dtype)
+        return g.sqrt() * y0 + (1 - g).sqrt() * noise
+
+    def fresh_noise(y0, gamma, noise=None):
+        g = per_sample(gamma, y0)
+        return g.sqrt().to(y0.dtype) * y0 + (1 - g).sqrt().to(y0.dtype) * torch.randn_like(y0)
+
+    messages = {k: failure(checks.check_q_sample, f) for k, f in
+                (('axis', last_axis), ('float32', float32_gamma), ('fresh', fresh_noise))}
+    assert 'broadcast along the wrong axis' in messages['axis'] and '(B, 1, 1, 1)' in messages['axis']
+    assert 'rounded to float32' in messages['float32']
+    assert 'not sqrt(1-gamma) times the `noise` argument' in messages['fresh']
+    assert_distinct(messages)
+
+
+def test_placeholder_missing_return_dtype_and_in_place_changes():
+    def stub(y0, gamma, noise=None): raise NotImplementedError()
+    with pytest.raises(NotImplementedYet) as info: checks.check_q_sample(stub)
+    assert isinstance(info.value, NotImplementedError) and isinstance(info.value, AssertionError)
+    assert 'q_sample is not implemented yet' in str(info.value) and 'raise NotImplementedError()' in str(info.value)
+
+    def mean_variance(schedule, y0, yt, t): return posterior_coefficients(schedule, t)
+    def posterior_coefficients(schedule, t): raise NotImplementedError()
+    with pytest.raises(NotImplementedYet) as info: checks.check_posterior(mean_variance)
+    assert str(info.value).startswith('posterior_coefficients (which posterior_mean_variance calls) is not implemented yet')
+
+    assert 'is the `return` missing?' in failure(checks.check_q_sample, lambda y0, gamma, noise=None: None)
+    as_float64 = lambda y0, gamma, noise=None: forward.q_sample(y0, gamma, noise).double()
+    assert 'torch.float64 where torch.float32 is expected' in failure(checks.check_q_sample, as_float64)
+
+    def in_place(y0, gamma, noise=None):
+        result = forward.q_sample(y0, gamma, noise)
+        y0.zero_()
+        return result
+    assert 'changed its input `y0` in place' in failure(checks.check_q_sample, in_place)
+
+
+def test_unknown_mistakes_get_the_location_and_a_hint():
+    def off_in_one_image(y0, gamma, noise=None):
+        out = forward.q_sample(y0, gamma, noise).clone()
+        out[-1, ..., 0] += 0.25                          # nothing in the catalogue does this
+        return out
+    message = failure(checks.check_q_sample, off_in_one_image)
+    assert 'No typical mistake matches' in message and 'largest error 0.25' in message
+    assert f'batch element' in message and 'sqrt(gamma)*y0 + sqrt(1-gamma)*noise' in message
+
+    def crashes(y0, gamma, noise=None): raise KeyError('oops')
+    message = failure(checks.check_q_sample, crashes)
+    assert message.startswith('q_sample raised KeyError') and 'y0 (' in message
+
+
+# ---------------------------------------------------------------- exercise 2: the posterior
+
+def posterior_from(coefficients):
+    "posterior_mean_variance around student-written coefficients(beta, alpha, gamma, gamma_prev) -> (c_yt, c_y0, var)."
+    def posterior_mean_variance(schedule, y0, yt, t):
+        t = timestep_tensor(schedule, t, yt.shape[0])
+        terms = [torch.from_numpy(getattr(schedule, k))[t - 1] for k in ('betas', 'alphas', 'gammas', 'gammas_prev')]
+        c_yt, c_y0, var = (per_sample(c, yt).to(yt.dtype) for c in coefficients(*terms))
+        return c_yt * yt + c_y0 * y0, var
+    return posterior_mean_variance
+
+
+def test_posterior_mistakes_are_named():
+    right_var = lambda b, a, g, gp: (1 - gp) / (1 - g) * b
+    messages = {
+        'report eq. 9': failure(checks.check_posterior, posterior_from(
+            lambda b, a, g, gp: (a.sqrt() * (1 - g) / (1 - g), g.sqrt() * b / (1 - g), right_var(b, a, g, gp)))),
+        'alpha without sqrt': failure(checks.check_posterior, posterior_from(
+            lambda b, a, g, gp: (a * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), right_var(b, a, g, gp)))),
+        'beta as variance': failure(checks.check_posterior, posterior_from(
+            lambda b, a, g, gp: (a.sqrt() * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), b))),
+        'std as variance': failure(checks.check_posterior, posterior_from(
+            lambda b, a, g, gp: (a.sqrt() * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), right_var(b, a, g, gp).sqrt()))),
+    }
+    assert "the report's eq. 9" in messages['report eq. 9'] and '(the mean)' in messages['report eq. 9']
+    assert 'has alpha_t where sqrt(alpha_t) belongs' in messages['alpha without sqrt']
+    assert 'your variance is beta_t' in messages['beta as variance'] and '(the variance)' in messages['beta as variance']
+    assert 'standard deviation' in messages['std as variance']
+    assert_distinct(messages)
+
+
+def test_posterior_index_and_shape_mistakes():
+    def numpy_index_t(schedule, y0, yt, t):        # 1-based t used as a 0-based index: step t+1 (and t = T overflows)
+        idx = timestep_tensor(schedule, t, yt.shape[0]).numpy()
+        b, a, g, gp = (torch.from_numpy(getattr(schedule, k)[idx]) for k in ('betas', 'alphas', 'gammas', 'gammas_prev'))
+        mean = per_sample(a.sqrt() * (1 - gp) / (1 - g), yt).to(yt.dtype) * yt + per_sample(gp.sqrt() * b / (1 - g), yt).to(yt.dtype) * y0
+        return mean, per_sample((1 - gp) / (1 - g) * b, yt).to(yt.dtype)
+
+    def flat_variance(schedule, y0, yt, t):
+        mean, var = posterior.posterior_mean_variance(schedule, y0, yt, t)
+        return mean, var.flatten().expand(yt.shape[0])
+
+    off = failure(checks.check_posterior, numpy_index_t)
+    assert 'posterior of step t+1: t is off by one' in off
+    shape = failure(checks.check_posterior, flat_variance)
+    assert 'your variance has shape (B,)' in shape and '(B, 1, 1, 1)' in shape
+    assert 'is the `return` missing?' in failure(checks.check_posterior, lambda s, y0, yt, t: None)
+    only_mean = lambda s, y0, yt, t: posterior.posterior_mean_variance(s, y0, yt, t)[0]
+    assert 'returned a Tensor' in failure(checks.check_posterior, only_mean) and 'pair (mean, variance)' in failure(checks.check_posterior, only_mean)
+
+
+# ---------------------------------------------------------------- exercise 3: sample_noise_level
+
+def sampler(t_low=1, t_stop=1, take_root=True, use_method=True, use_generator=True):
+    "A sample_noise_level written from the definition, with switches for mistakes."
+    def sample_noise_level(schedule, batch_size, generator=None, method='gamma', one_t_per_batch=False, device=None):
+        gen = generator if use_generator else None
+        t = torch.randint(t_low, schedule.T + t_stop, (1 if one_t_per_batch else batch_size,), generator=gen).expand(batch_size).clone()
+        g = torch.from_numpy(np.append(schedule.gammas, np.nan))[t.clamp(min=1) - 1]          # gamma_t (nan past T)
+        gp = torch.from_numpy(np.append(1.0, schedule.gammas))[t.clamp(min=0)]               # gamma_{t-1}, nonsense at t=0
+        gp = torch.where(t >= 1, torch.from_numpy(schedule.gammas_prev)[t.clamp(1, schedule.T) - 1], gp)
+        u = torch.rand(batch_size, generator=gen, dtype=torch.float64)
+        if method == 'gamma' or not use_method: gamma = g + u * (gp - g)
+        else: gamma = (g.sqrt() + u * (gp.sqrt() - g.sqrt())) ** 2
+        return t, (gamma.sqrt() if take_root else gamma)
+    return sample_noise_level
+
+
+def test_sampler_written_from_the_definition_passes():
+    checks.check_sample_noise_level(sampler())
+
+
+def test_sample_noise_level_mistakes_are_named():
+    messages = {
+        't from 0': failure(checks.check_sample_noise_level, sampler(t_low=0)),
+        'randint(1, T)': failure(checks.check_sample_noise_level, sampler(t_stop=0)),
+        'gamma not sqrt': failure(checks.check_sample_noise_level, sampler(take_root=False)),
+        'method ignored': failure(checks.check_sample_noise_level, sampler(use_method=False)),
+        'generator ignored': failure(checks.check_sample_noise_level, sampler(use_generator=False)),
+    }
+    assert 't = 0 is drawn' in messages['t from 0']
+    assert 't never reaches T' in messages['randint(1, T)']
+    assert 'gamma itself, not its square root' in messages['gamma not sqrt']
+    assert "method='sqrt_gamma'" in messages['method ignored'] and 'uniform in gamma' in messages['method ignored']
+    assert 'generator' in messages['generator ignored'] and 'seeded alike' in messages['generator ignored']
+    assert_distinct(messages)
+
+
+def test_sample_noise_level_structure_mistakes():
+    def float32_levels(schedule, batch_size, generator=None, method='gamma', one_t_per_batch=False, device=None):
+        t, level = loss.sample_noise_level(schedule, batch_size, generator, method, one_t_per_batch)
+        return t, level.float()
+    assert 'it must be float64' in failure(checks.check_sample_noise_level, float32_levels)
+    one_value = lambda schedule, batch_size, generator=None, **kw: loss.sample_noise_level(schedule, batch_size, generator, **kw)[1]
+    assert 'pair of tensors (t, noise_level)' in failure(checks.check_sample_noise_level, one_value)
+
+
+# ---------------------------------------------------------------- exercise 4: the loss
+
+def loss_from(error, reduce_mean=lambda e: e.mean(), net_level=lambda s: s, order=lambda x, y: [x, y], finish=lambda v: v,
+              cast=True):
+    "diffusion_loss (noise and noise_level given) with switches for mistakes."
+    def diffusion_loss(model, x_lr_up, y0, schedule, p=1, reduction='mean', noise=None, noise_level=None, **kw):
+        y_noisy = forward.q_sample(y0, noise_level ** 2, noise)
+        inp = y_noisy if x_lr_up is None else torch.cat(order(x_lr_up, y_noisy), dim=1)
+        level = net_level(noise_level)
+        eps_hat = model(inp, level.to(y0.dtype) if cast else level)
+        e = error(eps_hat - noise, p)
+        return finish(reduce_mean(e) if reduction == 'mean' else e.flatten(1).sum(1).mean())
+    return diffusion_loss
+
+
+def test_loss_written_from_the_definition_passes():
+    checks.check_loss(loss_from(lambda d, p: d.abs() ** p))
+
+
+def test_loss_mistakes_are_named():
+    p_error = lambda d, p: d.abs() ** p
+    messages = {
+        'L2 for L1': failure(checks.check_loss, loss_from(lambda d, p: d ** 2)),
+        'sum for mean': failure(checks.check_loss, loss_from(p_error, reduce_mean=lambda e: e.sum())),
+        'gamma to the network': failure(checks.check_loss, loss_from(p_error, net_level=lambda s: s ** 2)),
+        'inputs swapped': failure(checks.check_loss, loss_from(p_error, order=lambda x, y: [y, x])),
+        'per image': failure(checks.check_loss, loss_from(p_error, reduce_mean=lambda e: e.flatten(1).mean(1))),
+    }
+    assert 'squared error where p=1 asks for the absolute error' in messages['L2 for L1']
+    assert "a sum where reduction='mean'" in messages['sum for mean']
+    assert 'given gamma where it takes the noise level sqrt(gamma)' in messages['gamma to the network']
+    assert 'cat([y_noisy, x_lr_up])' in messages['inputs swapped']
+    assert 'not reduced to one number' in messages['per image']
+    assert_distinct(messages)
+
+
+def test_loss_call_and_autograd_mistakes():
+    p_error = lambda d, p: d.abs() ** p
+    assert 'noise level of shape' in failure(checks.check_loss, loss_from(p_error, net_level=lambda s: s.reshape(-1, 1, 1, 1)))
+    assert 'cast it with .to(y0.dtype)' in failure(checks.check_loss, loss_from(p_error, cast=False))
+    assert '.item() called' in failure(checks.check_loss, loss_from(p_error, finish=lambda v: v.item()))
+    assert 'out.requires_grad is False' in failure(checks.check_loss, loss_from(p_error, finish=lambda v: v.detach()))
+
+
+# ---------------------------------------------------------------- exercise 5: one reverse step
+
+def step_from(noise_at_last=False, clip=True, variance_kind=None, std=True, index_shift=0):
+    "One reverse step written from the schedule's arrays, with switches for mistakes."
+    def p_sample_step(model, schedule, x_up, y_t, t, noise=None, clip_denoised=True, variance='posterior', generator=None):
+        B = y_t.shape[0]
+        t = timestep_tensor(schedule, t, B).expand(B)
+        idx = (t - 1 + index_shift).numpy()
+        b, a, g, gp = (torch.from_numpy(getattr(schedule, k)[idx]).reshape(-1, 1, 1, 1) for k in ('betas', 'alphas', 'gammas', 'gammas_prev'))
+        eps = model(torch.cat([x_up, y_t], 1), g.flatten().sqrt().to(y_t.dtype)).double()
+        y0_hat = (y_t.double() - (1 - g).sqrt() * eps) / g.sqrt()
+        if clip_denoised and clip: y0_hat = y0_hat.clamp(-1, 1)
+        mean = a.sqrt() * (1 - gp) / (1 - g) * y_t.double() + gp.sqrt() * b / (1 - g) * y0_hat
+        var = b if (variance_kind or variance) == 'beta' else (1 - gp) / (1 - g) * b
+        adds = torch.ones_like(g) if noise_at_last else (t > 1).double().reshape(-1, 1, 1, 1)
+        return (mean + adds * (var.sqrt() if std else var) * noise.double()).to(y_t.dtype)
+    return p_sample_step
+
+
+def test_reverse_step_written_from_the_definition_passes():
+    sampling_module()
+    checks.check_reverse_step(step_from())
+
+
+def test_reverse_step_mistakes_are_named():
+    sampling_module()
+    messages = {
+        'noise at t=1': failure(checks.check_reverse_step, step_from(noise_at_last=True)),
+        'no clipping': failure(checks.check_reverse_step, step_from(clip=False)),
+        'beta variance': failure(checks.check_reverse_step, step_from(variance_kind='beta')),
+        'variance not std': failure(checks.check_reverse_step, step_from(std=False)),
+        't off by one': failure(checks.check_reverse_step, step_from(index_shift=1)),
+    }
+    assert 'adds noise at t = 1' in messages['noise at t=1']
+    assert 'does not clip y0_hat' in messages['no clipping']
+    assert "variance beta_t where variance='posterior'" in messages['beta variance']
+    assert 'multiplies the noise by the variance' in messages['variance not std']
+    assert 'terms of step t+1' in messages['t off by one']
+    assert_distinct(messages)
+
+
+# ---------------------------------------------------------------- exercise 6: PSNR
+
+def pixels(x, rounding=torch.round, clip=True):
+    x = x.double()
+    return rounding(((x.clamp(-1, 1) if clip else x) + 1) * 127.5)
+
+
+def psnr_from(to_pixels=pixels, log=torch.log10, per_image=True):
+    def psnr(sr, hr):
+        mse = ((to_pixels(sr) - to_pixels(hr)) ** 2).flatten(1).mean(1)
+        value = 10 * log(255.0 ** 2 / mse)
+        return value if per_image else value.mean()
+    return psnr
+
+
+def test_psnr_written_from_the_definition_passes():
+    checks.check_psnr(psnr_from())
+
+
+def test_psnr_mistakes_are_named():
+    messages = {
+        'data range 1 on [-1, 1]': failure(checks.check_psnr, lambda sr, hr: 10 * torch.log10(1 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
+        'data range 2 on [-1, 1]': failure(checks.check_psnr, lambda sr, hr: 10 * torch.log10(4 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
+        'batch mean': failure(checks.check_psnr, psnr_from(per_image=False)),
+        'natural log': failure(checks.check_psnr, psnr_from(log=torch.log)),
+        'truncation': failure(checks.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, torch.floor))),
+        'no clipping': failure(checks.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, clip=False))),
+    }
+    assert '6.02 dB too low' in messages['data range 1 on [-1, 1]']
+    assert 'data range 2' in messages['data range 2 on [-1, 1]'] and 'round to integers' in messages['data range 2 on [-1, 1]']
+    assert 'one number for the batch' in messages['batch mean']
+    assert 'natural logarithm' in messages['natural log']
+    assert 'truncated' in messages['truncation']
+    assert 'not clipped' in messages['no clipping']
+    assert_distinct(messages)
+
+
+def test_psnr_identical_images_must_be_infinite():
+    eps_psnr = lambda sr, hr: 10 * torch.log10(255.0 ** 2 / (((pixels(sr) - pixels(hr)) ** 2).flatten(1).mean(1) + 1e-10))
+    assert 'identical images must give +inf' in failure(checks.check_psnr, eps_psnr)
+
+
+# ---------------------------------------------------------------- the machinery
+
+def test_catalogue_power_finds_uncaught_and_confused_mistakes():
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    case = checks.Case('x', (x,), expected=x, variants={'same': x.clone(), 'double': 2 * x, 'twice': x + x, 'zero': 0 * x})
+    mistakes = [checks.Mistake(k, k) for k in ('same', 'double', 'twice', 'zero')]
+    power = checks.catalogue_power([case], mistakes)
+    assert power == {'uncaught': ['same'], 'confused': [('double', 'twice')]}
+
+
+def test_a_mistake_is_named_only_if_it_explains_every_failing_case():
+    cases = [checks.Case(f'case {k}', (torch.tensor([float(k)]),), expected=torch.tensor([float(k)], dtype=torch.float64),
+                         variants={'plus_one': torch.tensor([k + 1.0], dtype=torch.float64)}) for k in (1, 2)]
+    mistakes = [checks.Mistake('plus_one', 'adds one')]
+    # wrong in both cases but +1 only in the first: not explained by the mistake
+    with pytest.raises(CheckFailed) as info:
+        checks._run('f', lambda x: x.double() + x.double(), cases, mistakes, hint='H')
+    assert 'adds one' not in str(info.value) and 'No typical mistake matches' in str(info.value)
+    with pytest.raises(CheckFailed) as info:
+        checks._run('f', lambda x: x.double() + 1, cases, mistakes, hint='H')
+    assert str(info.value).startswith('f: adds one') and '2 of 2 test cases fail' in str(info.value)
