@@ -1,0 +1,376 @@
+"Properties of the samplers (sr3lit.sampling): Algorithm 2, DDIM, schedules for fewer steps, the exact denoiser, Langevin."
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from sr3lit.posterior import posterior_mean_variance, predict_y0_from_noise
+from sr3lit.sampling import (ExactDenoiser, SamplingTrace, annealed_langevin, implied_score, p_sample_step,
+                             reverse_step_coefficients, sample, sampling_schedule)
+from sr3lit.schedules import NoiseSchedule
+
+LINEAR = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
+REPORT = NoiseSchedule.make('linear', 2000)            # the report's 1e-6..1e-2, T = 2000
+MU, TAU = 0.3, 0.5                                     # the Gaussian toy: data N(MU, TAU^2) in every pixel
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    "Tiny tensors: one thread is fastest and does not fight other processes for the cores."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def gaussian_toy(dtype=torch.float64):
+    return ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=dtype), std=TAU)
+
+
+def toy_chain_moments(schedule, noise_var):
+    """Exact mean and variance of DDPM's output on the Gaussian toy (no clipping), written from the DDPM formulas:
+    y0_hat = (y - sqrt(1-g) eps)/sqrt(g), mean = c1 y0_hat + c2 y, eps = sqrt(1-g) (y - sqrt(g) MU) / (g TAU^2 + 1 - g)."""
+    m, q = 0.0, 1.0
+    for i in reversed(range(schedule.T)):
+        g, gp, b = schedule.gammas[i], schedule.gammas_prev[i], schedule.betas[i]
+        c1, c2 = math.sqrt(gp) * b / (1 - g), math.sqrt(1 - b) * (1 - gp) / (1 - g)
+        k = math.sqrt(1 - g) / (g * TAU**2 + 1 - g)                     # eps = k (y - sqrt(g) MU)
+        slope = c1 * (1 - math.sqrt(1 - g) * k) / math.sqrt(g) + c2
+        m = slope * m + c1 * math.sqrt(1 - g) * k * MU
+        q = slope**2 * q + (noise_var(i) if i > 0 else 0.0)
+    return m, q
+
+
+def within_se(draws, mean, var, n_se=5.0):
+    n = draws.numel()
+    assert abs(draws.mean().item() - mean) <= n_se * math.sqrt(var / n), (draws.mean().item(), mean)
+    assert abs(draws.var().item() - var) <= n_se * var * math.sqrt(2 / (n - 1)), (draws.var().item(), var)
+
+
+class Recorder(nn.Module):
+    "Keeps every (input, noise level) the wrapped model is called with, and whether it was in training mode."
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls, self.modes = model, [], []
+
+    def forward(self, x, level):
+        self.calls.append((x.clone(), level.clone())); self.modes.append(self.training)
+        return self.model(x, level)
+
+
+def pictures(n=4, size=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g) * 2 - 1
+
+
+# ---------------------------------------------------------------- Algorithm 2 on the Gaussian toy
+
+@pytest.mark.parametrize('variance', ['posterior', 'beta'])
+def test_algorithm2_output_has_the_exact_chain_distribution(variance):
+    sched = LINEAR.respace(60)
+    var_of = (lambda i: sched.betas[i] * (1 - sched.gammas_prev[i]) / (1 - sched.gammas[i])) if variance == 'posterior' \
+        else (lambda i: sched.betas[i])
+    mean, var = toy_chain_moments(sched, var_of)
+    x = torch.zeros(20_000, 1, 1, 1, dtype=torch.float64)
+    out = sample(gaussian_toy(), x, sched, variance=variance, clip_denoised=False, seed=0, progress=False)
+    within_se(out.flatten(), mean, var)
+
+
+def test_algorithm2_with_all_steps_reaches_the_data_distribution():
+    mean, var = toy_chain_moments(LINEAR, lambda i: LINEAR.betas[i] * (1 - LINEAR.gammas_prev[i]) / (1 - LINEAR.gammas[i]))
+    assert mean == pytest.approx(MU, abs=1e-3) and math.sqrt(var) == pytest.approx(TAU, abs=0.01)
+    x = torch.zeros(4000, 1, 1, 1, dtype=torch.float64)
+    out = sample(gaussian_toy(), x, LINEAR, clip_denoised=False, seed=1, progress=False).flatten()
+    assert out.mean().item() == pytest.approx(MU, abs=5 * TAU / math.sqrt(4000))
+    assert out.std().item() == pytest.approx(TAU, abs=0.004 + 5 * TAU / math.sqrt(8000))
+
+
+def test_fast_loop_equals_repeated_reverse_steps():
+    model, x = ExactDenoiser(pictures(), std=0.1), torch.zeros(3, 3, 6, 6)
+    sched = REPORT.respace(30)
+    fast = sample(model, x, sched, seed=11, progress=False)
+    gen = torch.Generator().manual_seed(11)
+    y = torch.randn(3, 3, 6, 6, generator=gen)
+    for t in range(sched.T, 0, -1):
+        y = p_sample_step(model, sched, x, y, t, generator=gen)
+    torch.testing.assert_close(fast, y, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- direction, last step, schedules
+
+@pytest.mark.parametrize('sched', [REPORT, REPORT.respace(50), REPORT.rediscretize(50), sampling_schedule(REPORT, 20, 'log_snr')],
+                         ids=['full', 'respace', 'rediscretize', 'log_snr'])
+def test_time_runs_from_T_down_to_1(sched):
+    rec = Recorder(ExactDenoiser(pictures(), std=0.05))
+    sample(rec, torch.zeros(2, 3, 6, 6), sched, seed=0, progress=False)
+    levels = torch.stack([level[0] for _, level in rec.calls]).double()
+    assert len(levels) == sched.T
+    assert (levels.diff() > 0).all()                                  # sqrt(gamma) grows as t goes down
+    np.testing.assert_allclose(levels.numpy(), np.sqrt(sched.gammas[::-1]), rtol=1e-6)
+    for x, level in rec.calls: assert level.shape == (2,) and x.shape == (2, 6, 6, 6)
+
+
+@pytest.mark.parametrize('sampler,variance,eta', [('ddpm', 'posterior', 0.0), ('ddpm', 'beta', 0.0), ('ddim', 'posterior', 1.0),
+                                                  ('ddim', 'posterior', 0.5)])
+def test_no_noise_is_added_at_the_last_step(sampler, variance, eta):
+    model = ExactDenoiser(pictures(), std=0.2)
+    rec, sched = Recorder(model), REPORT.respace(12)
+    out = sample(rec, torch.zeros(3, 3, 6, 6), sched, sampler=sampler, eta=eta, variance=variance, seed=5, progress=False)
+    x_last, level_last = rec.calls[-1]
+    y1 = x_last[:, 3:]
+    # the output is a deterministic function of y_1: the clipped y0_hat (y_0 = mean, and the mean at t=1 is y0_hat)
+    expected = predict_y0_from_noise(sched, y1, 1, model(x_last, level_last)).clamp(-1, 1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_a_one_step_schedule_is_deterministic_given_y_T():
+    sched, y_T = NoiseSchedule.from_gammas([0.3]), torch.randn(2, 3, 6, 6)
+    model = ExactDenoiser(pictures(), std=0.1)
+    a = sample(model, torch.zeros(2, 3, 6, 6), sched, y_T=y_T, seed=1, progress=False)
+    b = sample(model, torch.zeros(2, 3, 6, 6), sched, y_T=y_T, seed=2, progress=False)
+    assert torch.equal(a, b)
+
+
+def test_sampling_schedule_choices():
+    assert sampling_schedule(REPORT) is REPORT and sampling_schedule(REPORT, 2000, 'rediscretize') is REPORT
+    r, d = sampling_schedule(REPORT, 50), sampling_schedule(REPORT, 50, 'rediscretize')
+    assert r.T == d.T == 50
+    assert r.gammas[-1] == REPORT.gammas[-1] and np.isin(r.gammas, REPORT.gammas).all()
+    assert d.gammas[-1] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 50)), rel=1e-12)
+    assert d.gammas[-1] == pytest.approx(0.78, abs=0.01)
+    ls = sampling_schedule(REPORT, 7, 'log_snr')
+    snr = np.log(ls.gammas / (1 - ls.gammas))
+    np.testing.assert_allclose(ls.gammas[[0, -1]], REPORT.gammas[[0, -1]], rtol=1e-12)
+    np.testing.assert_allclose(np.diff(snr), np.full(6, (snr[-1] - snr[0]) / 6), rtol=1e-9)
+    assert sampling_schedule(REPORT, 1, 'log_snr').gammas[-1] == REPORT.gammas[-1]
+
+
+@pytest.mark.parametrize('method', ['respace', 'rediscretize'])
+def test_the_exact_denoiser_reveals_the_reports_50_step_failure(method):
+    """Each condition names one picture (a 32-nat margin). Started from pure noise that it takes for 88% signal, the
+    rediscretized 50-step chain lets the noise outvote the condition; the respaced chain always lands on the right one."""
+    hr, conds = pictures(6, 16, seed=3), 0.35 * torch.randn(6, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    model = ExactDenoiser(hr, std=0.03, conditions=conds, condition_std=1.0)
+    out = sample(model, conds, sampling_schedule(REPORT, 50, method), n_samples=4, out_channels=3, seed=0, progress=False)
+    right = (torch.cdist(out.flatten(1), hr.flatten(1)).argmin(1) == torch.arange(6).repeat_interleave(4)).double().mean()
+    assert (right == 1) if method == 'respace' else (right < 0.5)
+
+
+# ---------------------------------------------------------------- DDIM
+
+def test_ddim_eta0_is_deterministic_given_y_T():
+    model, x, y_T = ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6), torch.randn(2, 3, 6, 6)
+    outs = [sample(model, x, REPORT.respace(20), sampler='ddim', eta=0.0, y_T=y_T, seed=s, progress=False) for s in (0, 1)]
+    assert torch.equal(*outs)
+    assert (reverse_step_coefficients(REPORT, 'ddim', eta=0.0)['noise_std'] == 0).all()
+
+
+def test_ddim_eta1_is_the_ddpm_step_and_std():
+    sched = REPORT.respace(40)
+    ts, one = torch.arange(1, 41), torch.ones(40, 1, 1, 1, dtype=torch.float64)
+    coef_y0, var = posterior_mean_variance(sched, one, 0 * one, ts)
+    coef_yt, _ = posterior_mean_variance(sched, 0 * one, one, ts)
+    c = reverse_step_coefficients(sched, 'ddim', eta=1.0)
+    np.testing.assert_allclose(c['noise_std'], var.flatten().sqrt().numpy(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(c['next_from_y0'], coef_y0.flatten().numpy(), rtol=1e-8)
+    np.testing.assert_allclose(c['next_from_yt'], coef_yt.flatten().numpy(), rtol=1e-8, atol=1e-14)
+    # so, with the same noise, whole DDIM(eta=1) and DDPM runs agree
+    model, x = ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6)
+    a = sample(model, x, sched, sampler='ddim', eta=1.0, seed=3, progress=False)
+    b = sample(model, x, sched, sampler='ddpm', seed=3, progress=False)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+finite_schedules = st.lists(st.floats(1e-4, 0.5), min_size=1, max_size=40).map(lambda b: NoiseSchedule(np.array(b)))
+
+
+@given(finite_schedules, st.floats(0.0, 1.0), st.data())
+@settings(max_examples=60, deadline=None)
+def test_ddim_and_posterior_ddpm_steps_preserve_the_marginals(sched, eta, data):
+    """With the true y_0 and eps: y_t ~ q(y_t|y_0) gives y_{t-1} ~ q(y_{t-1}|y_0), i.e. mean sqrt(gamma_{t-1}) y_0 and
+    variance 1 - gamma_{t-1}, for DDIM at any eta and for DDPM with the posterior variance."""
+    sampler = data.draw(st.sampled_from(['ddim', 'ddpm']))
+    c = reverse_step_coefficients(sched, sampler, eta=eta)
+    g, gp = sched.gammas, sched.gammas_prev
+    # y0_hat = a y_t - b eps = y_0 exactly; y_{t-1} = c y_0 + d (sqrt(g) y_0 + sqrt(1-g) eps) + s z
+    np.testing.assert_allclose(c['y0_from_yt'] * np.sqrt(g) , 1.0, rtol=1e-12)
+    np.testing.assert_allclose(c['y0_from_yt'] * np.sqrt(1 - g), c['y0_from_eps'], rtol=1e-10)
+    np.testing.assert_allclose(c['next_from_y0'] + c['next_from_yt'] * np.sqrt(g), np.sqrt(gp), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(c['next_from_yt'] ** 2 * (1 - g) + c['noise_std'] ** 2, 1 - gp, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- seeds, shapes, options
+
+def test_same_seed_same_samples_bit_for_bit_and_another_seed_differs():
+    model, x = ExactDenoiser(pictures(), std=0.1), torch.rand(2, 3, 6, 6) * 2 - 1
+    sched = REPORT.respace(25)
+    a = sample(model, x, sched, seed=42, progress=False)
+    assert torch.equal(a, sample(model, x, sched, seed=42, progress=False))
+    assert torch.equal(a, sample(model, x, sched, generator=torch.Generator().manual_seed(42), progress=False))
+    assert not torch.equal(a, sample(model, x, sched, seed=43, progress=False))
+    torch.manual_seed(7); b = sample(model, x, sched, progress=False)
+    torch.manual_seed(7); assert torch.equal(b, sample(model, x, sched, progress=False))
+
+
+def test_y_T_is_the_generators_first_draw():
+    rec, x = Recorder(ExactDenoiser(pictures(), std=0.1)), torch.zeros(2, 3, 6, 6)
+    sample(rec, x, REPORT.respace(5), seed=9, progress=False)
+    assert torch.equal(rec.calls[0][0][:, 3:], torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(9)))
+    assert torch.equal(rec.calls[0][0][:, :3], x)                    # the condition comes first in cat([x_up, y_t])
+
+
+def test_trajectory_shapes_and_contents():
+    model, x, y_T = ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6), torch.randn(6, 3, 6, 6)
+    sched = REPORT.respace(20)
+    out, trace = sample(model, x, sched, n_samples=3, y_T=y_T, every=6, seed=0, progress=False)
+    assert isinstance(trace, SamplingTrace)
+    assert trace.timesteps == [20, 14, 8, 2, 0]
+    assert trace.states.shape == trace.denoised.shape == (5, 6, 3, 6, 6)
+    assert torch.equal(trace.states[0], y_T) and torch.equal(trace.states[-1], out) and torch.equal(trace.denoised[-1], out)
+    assert trace.denoised[:-1].abs().max() <= 1                       # y0_hat is clipped
+    out_all, full = sample(model, x, sched, y_T=y_T[:2], return_trajectory=True, seed=0, progress=False)
+    assert full.timesteps == list(range(20, -1, -1)) and full.states.shape == (21, 2, 3, 6, 6)
+    assert torch.equal(out_all, sample(model, x, sched, y_T=y_T[:2], seed=0, progress=False))   # recording changes nothing
+
+
+def test_n_samples_rows_are_grouped_by_input():
+    hr = pictures(3, 6, seed=1)
+    conds = torch.randn(3, 2, 6, 6)
+    model = ExactDenoiser(hr, std=0.02, conditions=conds, condition_std=0.5)   # each condition names one picture
+    out = sample(model, conds, REPORT.respace(30), n_samples=4, out_channels=3, seed=0, progress=False)
+    assert out.shape == (12, 3, 6, 6)
+    nearest = torch.cdist(out.flatten(1), hr.flatten(1)).argmin(1)
+    assert nearest.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert out.view(3, 4, 3, 6, 6).shape == (3, 4, 3, 6, 6)
+
+
+def test_clip_denoised():
+    wild = lambda x, level: torch.full_like(x[:, 3:], -8.0)          # an eps that implies a y0_hat far outside [-1, 1]
+    x = torch.zeros(2, 3, 4, 4)
+    clipped = sample(wild, x, REPORT.respace(10), seed=0, progress=False)
+    free = sample(wild, x, REPORT.respace(10), clip_denoised=False, seed=0, progress=False)
+    assert clipped.abs().max() <= 1 and free.abs().max() > 1
+    # one step at t = 500 from y_t = 0 with no noise: the posterior mean of the clipped (or raw) y0_hat
+    y_t, t = torch.zeros(2, 3, 4, 4, dtype=torch.float64), 500
+    raw = predict_y0_from_noise(REPORT, y_t, t, torch.full_like(y_t, -8.0))
+    assert raw.min() > 1
+    for clip, y0_hat in ((True, raw.clamp(-1, 1)), (False, raw)):
+        step = p_sample_step(wild, REPORT, x.double(), y_t, t, noise=torch.zeros_like(y_t), clip_denoised=clip)
+        torch.testing.assert_close(step, posterior_mean_variance(REPORT, y0_hat, y_t, t)[0])
+
+
+def test_model_runs_in_eval_mode_and_its_mode_is_restored():
+    rec = Recorder(ExactDenoiser(pictures(), std=0.1)).train()
+    sample(rec, torch.zeros(1, 3, 6, 6), REPORT.respace(5), seed=0, progress=False)
+    annealed_langevin(rec, torch.zeros(1, 3, 6, 6), REPORT.respace(3), n_steps_each=2, seed=0, progress=False)
+    assert not any(rec.modes) and rec.training
+
+
+def test_float64_inputs_give_float64_samples():
+    out = sample(gaussian_toy(), torch.zeros(3, 1, 1, 1, dtype=torch.float64), LINEAR.respace(5), seed=0, progress=False)
+    assert out.dtype == torch.float64
+
+
+# ---------------------------------------------------------------- bad arguments
+
+@pytest.mark.parametrize('kwargs,error,message', [
+    (dict(sampler='ddim', eta=1.5), ValueError, 'eta must lie in [0, 1]'),
+    (dict(sampler='ddim', eta=-0.1), ValueError, 'eta must lie in [0, 1]'),
+    (dict(sampler='plms'), ValueError, 'unknown sampler'),
+    (dict(variance='learned'), ValueError, 'unknown variance'),
+    (dict(n_samples=0), ValueError, 'n_samples'),
+    (dict(every=0), ValueError, 'every'),
+    (dict(seed=1, generator=torch.Generator()), ValueError, 'not both'),
+    (dict(y_T=torch.zeros(5, 3, 6, 6)), ValueError, 'y_T must have shape'),
+])
+def test_sample_rejects_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message.replace('[', r'\[').replace(']', r'\]')):
+        sample(ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6), REPORT.respace(5), progress=False, **kwargs)
+
+
+def test_other_bad_inputs():
+    model = ExactDenoiser(pictures(), std=0.1)
+    with pytest.raises(ValueError, match='1..T=2000'): sampling_schedule(REPORT, 2001)
+    with pytest.raises(ValueError, match='1..T=2000'): sampling_schedule(REPORT, 3000, 'rediscretize')
+    with pytest.raises(ValueError, match='unknown method'): sampling_schedule(REPORT, 10, 'cosine')
+    with pytest.raises(TypeError, match='NoiseSchedule'): sampling_schedule(REPORT.betas, 10)
+    with pytest.raises(TypeError, match='NoiseSchedule'): sample(model, torch.zeros(2, 3, 6, 6), REPORT.betas, progress=False)
+    with pytest.raises(TypeError, match='x_up'): sample(model, np.zeros((2, 3, 6, 6)), REPORT, progress=False)
+    with pytest.raises(ValueError, match='model returned shape'):
+        sample(lambda x, l: x, torch.zeros(2, 3, 6, 6), REPORT.respace(3), progress=False)
+    with pytest.raises(ValueError, match='1..T=2000'): p_sample_step(model, REPORT, torch.zeros(1, 3, 6, 6), torch.zeros(1, 3, 6, 6), 0)
+    with pytest.raises(ValueError, match='unknown variance'):
+        p_sample_step(model, REPORT, torch.zeros(1, 3, 6, 6), torch.zeros(1, 3, 6, 6), 5, variance='large')
+    with pytest.raises(ValueError, match=r'\(0, 1\)'): implied_score(model, torch.zeros(1, 3, 6, 6), torch.zeros(1, 3, 6, 6), 1.0)
+    with pytest.raises(ValueError, match='condition_std'): ExactDenoiser(pictures(), conditions=pictures())
+    with pytest.raises(ValueError, match='n_steps_each'):
+        annealed_langevin(model, torch.zeros(1, 3, 6, 6), REPORT.respace(3), n_steps_each=0, progress=False)
+    with pytest.raises(ValueError, match='step_size'):
+        annealed_langevin(model, torch.zeros(1, 3, 6, 6), REPORT.respace(3), step_size=-1.0, progress=False)
+
+
+# ---------------------------------------------------------------- the exact denoiser and the score (section 2.5)
+
+def noised_mixture(images, std, gamma, probs=None):
+    m = images.double().flatten(1)
+    probs = torch.full((len(m),), 1 / len(m), dtype=torch.float64) if probs is None else probs
+    comp = torch.distributions.Independent(torch.distributions.Normal(math.sqrt(gamma) * m, math.sqrt(gamma * std**2 + 1 - gamma)), 1)
+    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(probs=probs), comp)
+
+
+@given(st.floats(0.001, 0.999), st.floats(0.0, 0.5), st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_implied_score_of_the_exact_denoiser_is_the_true_score(gamma, std, seed):
+    g = torch.Generator().manual_seed(seed)
+    imgs = (torch.rand(4, 2, 3, 3, generator=g, dtype=torch.float64) * 2 - 1)
+    y = (math.sqrt(gamma) * imgs[torch.randint(4, (5,), generator=g)]
+         + math.sqrt(1 - gamma) * torch.randn(5, 2, 3, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    true_score = torch.autograd.grad(noised_mixture(imgs, std, gamma).log_prob(y.flatten(1)).sum(), y)[0]
+    score = implied_score(ExactDenoiser(imgs, std=std), torch.zeros(5, 1, 3, 3, dtype=torch.float64), y.detach(), gamma)
+    torch.testing.assert_close(score, true_score, rtol=1e-7, atol=1e-7)
+
+
+def test_implied_score_with_a_condition_and_for_the_gaussian():
+    imgs, conds = torch.rand(5, 3, 4, 4, dtype=torch.float64) * 2 - 1, torch.randn(5, 2, 4, 4, dtype=torch.float64)
+    model = ExactDenoiser(imgs, std=0.1, conditions=conds, condition_std=0.8)
+    x = conds[1:2] + 0.4 * torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    p_i = torch.distributions.Normal(conds.flatten(1), 0.8).log_prob(x.flatten(1)).sum(1).softmax(0)
+    y = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    true_score = torch.autograd.grad(noised_mixture(imgs, 0.1, 0.6, p_i).log_prob(y.flatten(1)).sum(), y)[0]
+    torch.testing.assert_close(implied_score(model, x, y.detach(), 0.6), true_score, rtol=1e-8, atol=1e-8)
+    # Gaussian data: the score of N(sqrt(g) MU, g TAU^2 + 1 - g) in closed form, gamma per batch element
+    y, gam = torch.randn(3, 1, 1, 1, dtype=torch.float64), torch.tensor([0.1, 0.5, 0.99], dtype=torch.float64)
+    closed = -(y - gam.sqrt().view(-1, 1, 1, 1) * MU) / (gam * TAU**2 + 1 - gam).view(-1, 1, 1, 1)
+    torch.testing.assert_close(implied_score(gaussian_toy(), torch.zeros_like(y), y, gam), closed)
+
+
+# ---------------------------------------------------------------- annealed Langevin
+
+def test_langevin_at_one_level_has_the_ula_stationary_variance():
+    v, step = 0.5 * TAU**2 + 0.5, 0.2                                 # level gamma = 0.5: target N(sqrt(.5) MU, v)
+    out = annealed_langevin(gaussian_toy(), torch.zeros(20_000, 1, 1, 1, dtype=torch.float64), NoiseSchedule.from_gammas([0.5]),
+                            n_steps_each=120, step_size=step, denoise_last=False, seed=0, progress=False)
+    within_se(out.flatten(), math.sqrt(0.5) * MU, v / (1 - step / (2 * v)))
+
+
+@pytest.mark.parametrize('rescale', [True, False])
+def test_annealed_langevin_reaches_the_data_distribution(rescale):
+    levels = sampling_schedule(LINEAR, 20, 'log_snr')
+    out = annealed_langevin(gaussian_toy(), torch.zeros(6000, 1, 1, 1, dtype=torch.float64), levels, n_steps_each=50,
+                            step_size=0.3 * (1 - levels.gammas[0]), rescale=rescale, clip_denoised=False, seed=0,
+                            progress=False).flatten()
+    assert out.mean().item() == pytest.approx(MU, abs=0.02) and out.std().item() == pytest.approx(TAU, abs=0.025)
+
+
+def test_langevin_shapes_trace_and_seed():
+    model, x = ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6)
+    levels = REPORT.respace(4)
+    out, trace = annealed_langevin(model, x, levels, n_steps_each=3, n_samples=2, return_trajectory=True, seed=1, progress=False)
+    assert out.shape == (4, 3, 6, 6) and out.abs().max() <= 1
+    assert trace.timesteps == [4, 3, 2, 1] and trace.states.shape == (4, 4, 3, 6, 6)
+    assert torch.equal(trace.denoised[-1], out)
+    again = annealed_langevin(model, x, levels, n_steps_each=3, n_samples=2, seed=1, progress=False)
+    assert torch.equal(out, again)
