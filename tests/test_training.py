@@ -1,0 +1,401 @@
+"""The trainer (sr3lit.training): exact resume (in process and after SIGKILL), seeds, NaN stop, DDP on 2 CPU
+processes, checkpoints, configs, the train/sample commands and tiling."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+from safetensors.torch import load_file
+from torch import nn
+
+from sr3lit import training as tr
+from sr3lit.training import (DiffusionObjective, NonFiniteLossError, SampleRNG, StepSampler, TiledModel, TrainConfig,
+                             build_model, checkpoint_steps, derive_seed, fit, latest_checkpoint, load_run, make_config,
+                             open_datasets, save_checkpoint, train)
+
+ROOT = Path(__file__).resolve().parents[1]
+SR3LIT = str(Path(sys.executable).with_name('sr3lit'))
+# one thread per process: the machines have 2 cores, and two busy processes with 2 threads each thrash
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def micro(**overrides) -> TrainConfig:
+    values = dict(progress=False, val_every=0)
+    values.update(overrides)
+    return make_config('micro', overrides=values)
+
+
+def weights(run_dir: Path) -> dict:
+    return {name: load_file(run_dir / name) for name in ('model.safetensors', 'ema.safetensors')}
+
+
+def assert_identical(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    for name in wa:
+        assert wa[name].keys() == wb[name].keys()
+        for k in wa[name]:
+            assert torch.equal(wa[name][k], wb[name][k]), f'{name}:{k} differs'
+    sa = torch.load(latest_checkpoint(a) / tr.STATE_FILE, weights_only=True)
+    sb = torch.load(latest_checkpoint(b) / tr.STATE_FILE, weights_only=True)
+    assert sa['step'] == sb['step']
+    for i, state in sa['optimizer']['state'].items():
+        for k, v in state.items(): assert torch.equal(v, sb['optimizer']['state'][i][k])
+
+
+def cli(*args, check=True, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run([SR3LIT, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=120, **kw)
+    if check: assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+# ---------------------------------------------------------------- randomness and data order
+
+@given(n=st.integers(1, 40), per_rank=st.integers(1, 6), world=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**32))
+@settings(max_examples=40, deadline=None)
+def test_step_sampler_epochs_and_ranks(n, per_rank, world, seed):
+    B = per_rank * world
+    whole = StepSampler(n, B, seed)
+    ranks = [StepSampler(n, B, seed, rank=r, world_size=world) for r in range(world)]
+    steps = -(-3 * n // B)                                 # enough steps for three epochs
+    stream = []
+    for k in range(steps):
+        split = [pair for s in ranks for pair in s.indices(k)]
+        assert split == whole.indices(k)                   # ranks partition the global batch, in order
+        stream += [i for _, i in whole.indices(k)]
+    for e in range(3):                                     # each epoch visits every item exactly once
+        assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+
+
+def test_per_sample_draws_do_not_depend_on_the_batch():
+    seeds = [derive_seed(3, 'sample', 7, j) for j in range(6)]
+    whole = SampleRNG(seeds).randn(3, 4, 4)
+    parts = torch.cat([SampleRNG(seeds[i:i + 2]).randn(3, 4, 4) for i in (0, 2, 4)])
+    assert torch.equal(whole, parts)
+    assert not torch.equal(whole[0], whole[1])
+
+
+# ---------------------------------------------------------------- exact resume, seeds, NaN
+
+class _Tiny(torch.utils.data.Dataset):
+    "5 items: every batch of 4 straddles an epoch boundary sooner or later; augments with the global generator."
+    def __init__(self): self.hr = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    def __len__(self): return 5
+    def __getitem__(self, i):
+        hr = self.hr[i].flip(-1) if torch.rand(()) < 0.5 else self.hr[i]
+        return {'HR': hr, 'SR': hr.mean(0, keepdim=True).expand(3, 8, 8).clone()}
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.drop = nn.Conv2d(6, 3, 3, padding=1), nn.Dropout(0.3)
+    def forward(self, x, level): return self.drop(self.conv(x)) * level.view(-1, 1, 1, 1)
+
+
+def _fit_toy(run_dir, steps, seed=0):
+    torch.manual_seed(0)
+    cfg = micro(max_steps=steps, checkpoint_every=3, seed=seed, n_timestep=100)
+    return fit(_Net(), DiffusionObjective(cfg.noise_schedule(), 1), _Tiny(), cfg, run_dir)
+
+
+def test_resume_mid_epoch_is_bit_for_bit(tmp_path):
+    _fit_toy(tmp_path / 'a', 11)
+    first = _fit_toy(tmp_path / 'b', 4)                    # checkpoints at 3 and 4, mid-epoch (20 positions / 5 items)
+    second = _fit_toy(tmp_path / 'b', 11)
+    assert (first.step, second.resumed_from, second.step) == (4, 4, 11)
+    assert_identical(tmp_path / 'a', tmp_path / 'b')
+    steps = [int(r['step']) for r in tr.read_csv_log(tmp_path / 'b' / 'metrics.csv')]
+    assert steps == list(range(1, 12))                     # no step lost or logged twice
+    header = (tmp_path / 'b' / 'metrics.csv').read_text().splitlines()[0]
+    assert header == 'step,loss,lr,images_per_s,grad_norm,elapsed_s'
+
+
+def test_resume_of_the_unet_with_dropout_and_ema(tmp_path):
+    cfg = micro(max_steps=6, checkpoint_every=2, dropout=0.1, ema_start=2)
+    train(cfg, tmp_path / 'a')
+    train(dataclasses.replace(cfg, max_steps=3), tmp_path / 'b')
+    assert train(cfg, tmp_path / 'b').resumed_from == 3
+    assert_identical(tmp_path / 'a', tmp_path / 'b')
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    _fit_toy(tmp_path / 'a', 3); _fit_toy(tmp_path / 'b', 3); _fit_toy(tmp_path / 'c', 3, seed=1)
+    assert_identical(tmp_path / 'a', tmp_path / 'b')
+    wa, wc = weights(tmp_path / 'a'), weights(tmp_path / 'c')
+    assert not torch.equal(wa['model.safetensors']['conv.weight'], wc['model.safetensors']['conv.weight'])
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = micro(max_steps=10, checkpoint_every=3)
+    model = build_model(cfg)
+    calls = {'n': 0}
+    def poison(module, args, output):                      # NaN from the 5th forward pass on
+        calls['n'] += 1
+        return output * float('nan') if calls['n'] >= 5 else output
+    model.register_forward_hook(poison)
+    train_data, _ = open_datasets(cfg)
+    with pytest.raises(NonFiniteLossError, match='step 5.*last good checkpoint \\(step 3\\)'):
+        fit(model, DiffusionObjective(cfg.noise_schedule(), 1), train_data, cfg, tmp_path / 'nan')
+    assert checkpoint_steps(tmp_path / 'nan') == [3]
+    train(dataclasses.replace(cfg, max_steps=3), tmp_path / 'good')
+    good, kept = weights(tmp_path / 'good'), weights(tmp_path / 'nan')
+    for k, v in good['model.safetensors'].items(): assert torch.equal(v, kept['model.safetensors'][k])
+    assert all(r['step'] <= 4 for r in tr.read_csv_log(tmp_path / 'nan' / 'metrics.csv'))
+
+
+def test_nan_in_the_cli_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+    from sr3lit.cli import main
+    def explode(cfg, run_dir, **kw): raise NonFiniteLossError('the loss became nan at step 7; training stopped.')
+    monkeypatch.setattr(tr, 'train', explode)
+    assert main(['train', '--preset', 'micro', '--out', str(tmp_path / 'x')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'nan at step 7' in err[0]
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def test_a_crash_while_committing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    net = nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    save_checkpoint(tmp_path, 1, net, opt)
+    before = (tmp_path / 'model.safetensors').read_bytes()
+    with torch.no_grad(): net.weight.add_(1)
+    real_replace = os.replace
+    def crash_on_commit(src, dst):
+        if Path(dst).name.startswith('step-'): raise KeyboardInterrupt   # killed at the commit
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, 'replace', crash_on_commit)
+    with pytest.raises(KeyboardInterrupt): save_checkpoint(tmp_path, 2, net, opt)
+    monkeypatch.setattr(os, 'replace', real_replace)
+    assert checkpoint_steps(tmp_path) == [1] and latest_checkpoint(tmp_path).name == 'step-00000001'
+    assert (tmp_path / 'model.safetensors').read_bytes() == before
+    state = tr.load_checkpoint(latest_checkpoint(tmp_path), nn.Linear(3, 2))
+    assert state['step'] == 1
+
+
+def test_keep_checkpoints_and_hard_links(tmp_path):
+    net = nn.Linear(3, 2)
+    for step in (1, 2, 3): save_checkpoint(tmp_path, step, net, keep=2)
+    assert checkpoint_steps(tmp_path) == [2, 3]
+    assert os.path.samefile(tmp_path / 'model.safetensors', latest_checkpoint(tmp_path) / 'model.safetensors')
+
+
+# ---------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize('name', list(tr.PRESETS))
+def test_every_preset_round_trips_through_json(name):
+    cfg = make_config(name)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_report_and_reference_presets():
+    dog, faces = make_config('afhq-dog-16-128'), make_config('faces-16-128')
+    # the report: L1, T=2000, linear 1e-6..1e-2, Adam at a constant 1e-5, 16->128
+    assert (dog.loss_p, dog.n_timestep, dog.linear_start, dog.linear_end) == (1, 2000, 1e-6, 1e-2)
+    assert (dog.optimizer, dog.lr, dog.warmup_steps, dog.lr_size, dog.hr_size) == ('adam', 1e-5, 0, 16, 128)
+    # the reference's config/sr_sr3_16_128.json
+    assert (faces.lr, faces.batch_size, faces.ema_decay, faces.ema_start, faces.max_steps) == (1e-4, 4, 0.9999, 5000, 1_000_000)
+    from sr3lit.unet import UNet, count_parameters
+    with torch.device('meta'): assert count_parameters(UNet(**faces.unet_kwargs())) == 97_807_491
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = make_config('tiny', overrides=['lr=5e-4', 'channel_mults=[1, 2]', 'attn_res=', 'hflip=no', 'adam_betas=0.5,0.9'])
+    assert (cfg.lr, cfg.channel_mults, cfg.attn_res, cfg.hflip, cfg.adam_betas) == (5e-4, (1, 2), (), False, (0.5, 0.9))
+    for bad, message in (('nope=1', "unknown config key 'nope'"), ('batch_size=2.5', 'needs an integer'),
+                         ('amp=fp8', "amp must be"), ('hflip=maybe', 'true or false')):
+        with pytest.raises(ValueError, match=message): make_config('tiny', overrides=[bad])
+
+
+# ---------------------------------------------------------------- the commands
+
+@pytest.fixture(scope='module')
+def killed_and_resumed(tmp_path_factory):
+    "A CLI run SIGKILLed after its checkpoint at step >= 4, then the same command again; and the same run in one go."
+    base = tmp_path_factory.mktemp('kill')
+    args = ['train', '--preset', 'micro', '--out', base / 'run', '--max-steps', 24, '--checkpoint-every', 2,
+            '--set', 'dropout=0.1', '--set', 'val_every=0', '--quiet', '--device', 'cpu']
+    proc = subprocess.Popen([SR3LIT, *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None and not any(s >= 4 for s in checkpoint_steps(base / 'run')):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    killed_at = max(checkpoint_steps(base / 'run'))
+    resumed = cli(*args)
+    train(micro(max_steps=24, checkpoint_every=2, dropout=0.1), base / 'reference')
+    return dict(run=base / 'run', reference=base / 'reference', returncode=proc.returncode, killed_at=killed_at,
+                stdout=resumed.stdout)
+
+
+def test_sigkill_then_same_command_gives_the_uninterrupted_weights(killed_and_resumed):
+    r = killed_and_resumed
+    assert r['returncode'] == -signal.SIGKILL and 4 <= r['killed_at'] < 24
+    assert f"continued from step {r['killed_at']}" in r['stdout']
+    assert not list((r['run'] / 'checkpoints').glob('.step-*'))          # leftovers of the kill were cleaned
+    assert_identical(r['run'], r['reference'])
+
+
+def test_train_then_sample_writes_pngs_with_the_same_names(killed_and_resumed, tmp_path):
+    lr_dir = tmp_path / 'lr'; (lr_dir / 'sub').mkdir(parents=True)
+    rng = torch.Generator().manual_seed(0)
+    for name, (w, h) in {'a.png': (8, 8), 'b.jpg': (9, 6), 'sub/c.png': (20, 11)}.items():
+        Image.fromarray((torch.rand(h, w, 3, generator=rng) * 255).byte().numpy()).save(lr_dir / name)
+    out = tmp_path / 'sr'
+    r = cli('sample', '--model', killed_and_resumed['run'], '--input', lr_dir, '--out', out, '--steps', 4, '--quiet',
+            '--sampler', 'ddim', '--device', 'cpu')
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob('*.png'))
+    assert written == ['a.png', 'b.png', 'sub/c.png'], r.stdout
+    assert [Image.open(out / n).size for n in written] == [(32, 32), (36, 24), (80, 44)]   # x4, tiled where larger
+    summary = json.loads((out / 'sample.json').read_text())
+    assert summary['images'] == 3 and summary['steps'] == 4
+    # the same seed gives the same images; a single file works as input too
+    cli('sample', '--model', killed_and_resumed['run'], '--input', lr_dir / 'a.png', '--out', tmp_path / 'one',
+        '--steps', 4, '--quiet', '--sampler', 'ddim', '--device', 'cpu')
+    assert (tmp_path / 'one' / 'a.png').read_bytes() == (out / 'a.png').read_bytes()
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    from sr3lit.cli import main
+    run = tmp_path / 'run'
+    assert main(['train', '--preset', 'micro', '--out', str(run), '--max-steps', '1', '--quiet']) == 0
+    capsys.readouterr()
+    for argv, message in ((['train', '--preset', 'nope', '--out', str(tmp_path / 'y')], 'unknown preset'),
+                          (['train', '--preset', 'micro', '--out', str(tmp_path / 'y'), '--set', 'lrate=1'], "unknown config key 'lrate'"),
+                          (['train', '--preset', 'micro', '--out', str(run), '--set', 'lr=0.5'], 'different config'),
+                          (['train', '--preset', 'micro', '--out', str(run), '--method', 'gan'], 'unknown method'),
+                          (['sample', '--model', str(tmp_path), '--input', str(tmp_path), '--out', str(tmp_path / 'o')], 'neither a run folder'),
+                          (['sample', '--model', str(run), '--input', str(tmp_path / 'none'), '--out', str(tmp_path / 'o')], 'does not exist')):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    # a longer run in the same folder continues it
+    assert main(['train', '--preset', 'micro', '--out', str(run), '--max-steps', '2', '--quiet']) == 0
+    assert 'continued from step 1' in capsys.readouterr().out
+
+
+def test_ddp_two_cpu_processes_match_one_process(tmp_path):
+    steps = 3
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', SR3LIT,
+                        'train', '--preset', 'micro', '--out', str(tmp_path / 'ddp'), '--max-steps', str(steps),
+                        '--device', 'cpu', '--quiet', '--set', 'val_every=0'],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(latest_checkpoint(tmp_path / 'ddp') / tr.STATE_FILE, weights_only=True)
+    assert state['step'] == steps and state['extra']['world_size'] == 2
+    assert len(tr.read_csv_log(tmp_path / 'ddp' / 'metrics.csv')) == steps      # rank 0 alone writes
+    train(micro(max_steps=steps), tmp_path / 'one')                               # batch 4 on one process, 2+2 on two
+    one, two = weights(tmp_path / 'one'), weights(tmp_path / 'ddp')
+    diffs = torch.cat([(two[n][k] - one[n][k]).abs().flatten() for n in one for k in one[n]])
+    # the gradients agree to float rounding (the all-reduce sums in another order); Adam divides by sqrt(v), so for
+    # a weight whose gradient is ~0 that rounding can move its update by up to ~lr = 1e-3 a step
+    assert diffs.max() < 1e-4 and (diffs > 1e-6).float().mean() < 0.01, (diffs.max(), (diffs > 1e-6).float().mean())
+
+
+# ---------------------------------------------------------------- tiling
+
+class _Pointwise(nn.Module):
+    "A network that works pixel by pixel, and records the sizes it is called with."
+    def __init__(self):
+        super().__init__(); self.conv, self.sizes = nn.Conv2d(6, 3, 1), set()
+    def forward(self, x, level):
+        self.sizes.add(tuple(x.shape[-2:]))
+        return torch.tanh(self.conv(x)) + level.view(-1, 1, 1, 1)
+
+
+@given(h=st.integers(1, 70), w=st.integers(1, 70), tile=st.sampled_from([8, 16]), data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_tiling_is_invisible_to_a_pointwise_network(h, w, tile, data):
+    overlap = data.draw(st.integers(0, tile - 1))
+    net = _Pointwise()
+    x, level = torch.randn(2, 6, h, w), torch.tensor([0.2, 0.7])
+    with torch.no_grad():
+        tiled = TiledModel(net, tile, overlap)(x, level)
+        assert net.sizes == {(tile, tile)}                  # the network only ever sees whole tiles
+        torch.testing.assert_close(tiled, net(x, level), rtol=0, atol=1e-5)
+
+
+def test_tiled_unet_on_an_image_larger_than_its_crops():
+    cfg = micro()
+    net = build_model(cfg).eval()
+    x, level = torch.randn(1, 6, 80, 48), torch.tensor([0.5])
+    with torch.no_grad():
+        out = TiledModel(net, 32, 8)(x, level)
+        assert out.shape == (1, 3, 80, 48) and torch.isfinite(out).all()
+        crop = x[..., :32, :32]
+        assert torch.equal(TiledModel(net, 32, 8)(crop, level), net(crop, level))   # one tile: the network itself
+
+
+def test_sigterm_writes_a_checkpoint_and_the_run_continues_exactly(tmp_path):
+    cfg = micro(max_steps=8, checkpoint_every=100, dropout=0.1)
+    train(cfg, tmp_path / 'a')
+    model = build_model(cfg)
+    calls = {'n': 0}
+    def preempt(module, args, output):                     # the cluster says stop during step 3
+        calls['n'] += 1
+        if calls['n'] == 3: os.kill(os.getpid(), signal.SIGTERM)
+    model.register_forward_hook(preempt)
+    train_data, _ = open_datasets(cfg)
+    stopped = fit(model, DiffusionObjective(cfg.noise_schedule(), 1), train_data, cfg, tmp_path / 'b')
+    assert (stopped.stopped_by, stopped.step, checkpoint_steps(tmp_path / 'b')) == ('SIGTERM', 3, [3])
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL          # the handler was removed again
+    assert train(cfg, tmp_path / 'b').resumed_from == 3
+    assert_identical(tmp_path / 'a', tmp_path / 'b')
+
+
+def test_loader_processes_draw_the_same_batches(tmp_path):
+    torch.manual_seed(0)
+    cfg = micro(max_steps=4, checkpoint_every=4, n_timestep=100, num_workers=2)
+    fit(_Net(), DiffusionObjective(cfg.noise_schedule(), 1), _Tiny(), cfg, tmp_path / 'workers')
+    _fit_toy(tmp_path / 'main', 4)
+    for k, v in weights(tmp_path / 'main')['model.safetensors'].items():
+        assert torch.equal(v, weights(tmp_path / 'workers')['model.safetensors'][k])
+
+
+def test_a_reference_checkpoint_loads_and_samples(tmp_path):
+    cfg = micro()
+    net = build_model(cfg)
+    state = {f'denoise_fn.{k}': v for k, v in net.state_dict().items()}
+    state['betas'] = torch.from_numpy(cfg.noise_schedule().betas)        # the reference also saves its schedule
+    torch.save(state, tmp_path / 'I10_E1_gen.pth')
+    run = load_run(tmp_path / 'I10_E1_gen.pth', reference_config=cfg)
+    assert run.step is None and run.method.name == 'sr3'
+    for k, v in net.state_dict().items(): assert torch.equal(run.model.state_dict()[k], v)
+    x_up = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert run.super_resolve(x_up, steps=3, generator=torch.Generator().manual_seed(0)).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match='not a reference'):
+        load_run(tmp_path / 'I10_E1_gen.pth')                              # the 16->128 network does not fit it
+
+
+def test_data_from_a_prepared_folder_or_plain_images(tmp_path):
+    from sr3lit import data
+    from sr3lit.cli import main
+    data.write_embedded(tmp_path / 'root' / 'embedded_8_32', 8, 32, photo_size=64, progress=False)
+    cfg = make_config('micro', overrides=dict(data_dir=str(tmp_path / 'root')))
+    train_set, val_set = open_datasets(cfg)
+    assert type(train_set).__name__ == type(val_set).__name__ == 'PreparedSR' and train_set.split == 'train'
+    photos = tmp_path / 'photos'; (photos / 'train').mkdir(parents=True); (photos / 'test').mkdir()
+    for i in range(3): Image.new('RGB', (40, 36), (60 * i, 90, 200)).save(photos / ('test' if i == 2 else 'train') / f'{i}.png')
+    assert main(['train', '--preset', 'micro', '--out', str(tmp_path / 'run'), '--data', str(photos), '--max-steps', '2', '--quiet']) == 0
+    cfg = load_run(tmp_path / 'run').config
+    assert (cfg.dataset, cfg.data_dir) == ('folder', str(photos))
+    train_set, val_set = open_datasets(cfg)
+    assert (len(train_set), len(val_set)) == (2, 1)
+    with pytest.raises(ValueError, match='sr3lit prepare afhq-dog'):
+        open_datasets(make_config('afhq-dog-16-128', overrides=dict(data_dir=str(tmp_path / 'nothing'))))
