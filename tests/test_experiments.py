@@ -1,0 +1,331 @@
+"""`sr3lit eval` and `sr3lit reproduce` end to end: metrics equal to sr3lit.metrics computed directly, every file
+written, folders that disagree refused with one line, a micro reproduction that resumes without redoing anything,
+experiment 4.1 on a random-weights reference checkpoint, and bad input."""
+import colorsys
+import contextlib
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from sr3lit import data
+from sr3lit.cli import main
+from sr3lit.experiments import (EXPERIMENT_PRESETS, cached_stage, colour_statistics, evaluate_folders,
+                                get_experiment_preset, mark_footprint, paint_mark, Progress)
+from sr3lit.metrics import consistency, psnr, ssim
+from sr3lit.schedules import NoiseSchedule
+from sr3lit.unet import UNet
+
+
+def run_cli(argv):
+    "(exit status, stdout, stderr) of `sr3lit ARGV`."
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+def load(path) -> torch.Tensor:
+    return data.to_tensor(Image.open(path).convert('RGB'))[None]
+
+
+@pytest.fixture
+def folders(tmp_path):
+    "HR (32x32, one of them a JPEG), SR = HR + noise, LR = HR shrunk to 8x8: four images."
+    g = torch.Generator().manual_seed(1)
+    hr = data.upsample(torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, 32)
+    sr = (hr + 0.08 * torch.randn(hr.shape, generator=g)).clamp(-1, 1)
+    lr = data.downsample(hr, 8)
+    dirs = {k: tmp_path / k for k in ('hr', 'sr', 'lr')}
+    for k, images in (('hr', hr), ('sr', sr), ('lr', lr)):
+        dirs[k].mkdir()
+        for i, im in enumerate(images):
+            data.to_pil(im).save(dirs[k] / (f'im{i}.jpg' if k == 'hr' and i == 0 else f'im{i}.png'), quality=95)
+    return dirs
+
+
+# ---------------------------------------------------------------- sr3lit eval
+
+def test_eval_metrics_equal_the_metrics_module(folders, tmp_path):
+    out = tmp_path / 'out'
+    status, stdout, stderr = run_cli(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--lr', folders['lr'], '--out', out])
+    assert status == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ['grid.png', 'metrics.json', 'metrics.md']
+    result = json.loads((out / 'metrics.json').read_text())
+    names = [r['name'] for r in result['images']]
+    assert names == ['im0', 'im1', 'im2', 'im3']
+    hr_files = {p.stem: p for p in folders['hr'].iterdir()}
+    sr = torch.cat([load(folders['sr'] / f'{n}.png') for n in names])
+    hr = torch.cat([load(hr_files[n]) for n in names])
+    lr = torch.cat([load(folders['lr'] / f'{n}.png') for n in names])
+    np.testing.assert_allclose([r['psnr'] for r in result['images']], psnr(sr, hr).numpy(), rtol=1e-5)
+    np.testing.assert_allclose([r['ssim'] for r in result['images']], ssim(sr, hr).numpy(), rtol=1e-5)
+    np.testing.assert_allclose([r['consistency'] for r in result['images']], consistency(sr, lr).numpy(), rtol=1e-5)
+    for m in ('psnr', 'ssim', 'consistency'):
+        values = [r[m] for r in result['images']]
+        assert result['mean'][m] == pytest.approx(np.mean(values), rel=1e-5)
+        assert result['mean'][f'{m}_std'] == pytest.approx(np.std(values, ddof=1), rel=1e-4)
+    table = (out / 'metrics.md').read_text()
+    assert f"**{result['mean']['psnr']:.2f}**" in table and all(f'| {n} |' in table for n in names)
+    grid = Image.open(out / 'grid.png')
+    assert grid.format == 'PNG' and grid.size[1] > grid.size[0] > 100          # 4 rows of 3 columns: taller than wide
+    assert f"{result['mean']['psnr']:.2f} dB" in stdout
+
+
+def test_eval_passes_y_channel_and_border_crop_through(folders, tmp_path):
+    status, _, stderr = run_cli(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--out', tmp_path / 'o',
+                                 '--y-channel', '--crop-border', '3', '--grid', '0'])
+    assert status == 0, stderr
+    result = json.loads((tmp_path / 'o' / 'metrics.json').read_text())
+    sr = torch.cat([load(folders['sr'] / f'im{i}.png') for i in range(4)])
+    hr = torch.cat([load(p) for p in sorted(folders['hr'].iterdir(), key=lambda p: p.stem)])
+    np.testing.assert_allclose([r['psnr'] for r in result['images']], psnr(sr, hr, y_channel=True, crop_border=3).numpy(), rtol=1e-5)
+    np.testing.assert_allclose([r['ssim'] for r in result['images']], ssim(sr, hr, y_channel=True, crop_border=3).numpy(), rtol=1e-5)
+    assert 'consistency' not in result['mean'] and not (tmp_path / 'o' / 'grid.png').exists()
+    assert result['options'] == {'y_channel': True, 'crop_border': 3}
+
+
+def _one_line_error(argv, *needles):
+    status, stdout, stderr = run_cli(argv)
+    assert status == 2 and stdout == ''
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    for needle in needles: assert needle in stderr, stderr
+    return stderr
+
+
+def test_eval_rejects_a_missing_file(folders, tmp_path):
+    (folders['sr'] / 'im2.png').unlink()
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--out', tmp_path / 'o'], 'im2.png', 'no counterpart in the SR folder')
+    assert not (tmp_path / 'o').exists()
+    data.to_pil(torch.zeros(3, 32, 32)).save(folders['sr'] / 'im2.png')
+    data.to_pil(torch.zeros(3, 32, 32)).save(folders['sr'] / 'stray.png')
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--out', tmp_path / 'o'], 'stray.png', 'no counterpart in the HR folder')
+    (folders['lr'] / 'im1.png').unlink()
+    (folders['sr'] / 'stray.png').unlink()
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--lr', folders['lr'], '--out', tmp_path / 'o'],
+                    'im1', 'no counterpart in the LR folder')
+
+
+def test_eval_rejects_a_size_mismatch(folders, tmp_path):
+    data.to_pil(torch.zeros(3, 24, 32)).save(folders['sr'] / 'im3.png')
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--out', tmp_path / 'o'], 'size mismatch', 'im3.png', '32x24')
+    data.to_pil(torch.zeros(3, 32, 32)).save(folders['sr'] / 'im3.png')
+    data.to_pil(torch.zeros(3, 12, 12)).save(folders['lr'] / 'im3.png')
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--lr', folders['lr'], '--out', tmp_path / 'o'],
+                    'im3.png', 'divided by an integer')
+
+
+def test_eval_rejects_empty_and_missing_folders(folders, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'empty' / 'notes.txt').write_text('not an image')
+    _one_line_error(['eval', '--sr', tmp_path / 'empty', '--hr', folders['hr'], '--out', tmp_path / 'o'], 'holds no images', 'empty')
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', tmp_path / 'absent', '--out', tmp_path / 'o'], 'does not exist', 'absent')
+    _one_line_error(['eval', '--sr', folders['sr'], '--hr', folders['hr'], '--out', tmp_path / 'o', '--crop-border', '-1'], 'crop-border')
+
+
+def test_identical_images_give_infinite_psnr_as_null(folders, tmp_path):
+    result = evaluate_folders(folders['hr'], folders['hr'])
+    assert all(r['psnr'] is None and r['ssim'] == pytest.approx(1.0) for r in result['images'])
+    assert result['mean']['psnr'] is None
+    json.dumps(result, allow_nan=False)                    # strict JSON: no Infinity
+
+
+# ---------------------------------------------------------------- sr3lit reproduce
+
+MICRO = ['--quiet', '--device', 'cpu', '--sr3-steps', '6', '--regression-steps', '6', '--steps', '20,5', '--ddim-steps', '5']
+
+
+def _mtimes(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob('*') if p.is_file()}
+
+
+def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
+    out = tmp_path / 'micro'
+    t0 = time.perf_counter()
+    status, stdout, stderr = run_cli(['reproduce', 'micro', '--out', out, *MICRO])
+    first = time.perf_counter() - t0
+    assert status == 0, stderr
+    results = json.loads((out / 'results.json').read_text())
+    report = (out / 'report.md').read_text()
+
+    # the tables, shaped like the report's
+    assert '## Table 1' in report and '## Table 2' in report
+    for row in ('| Bicubic |', '| Regression |', '| SR3 (20 steps, DDPM, respaced) |'):
+        assert row in report
+    assert '| steps | re-discretised PSNR | SSIM | respaced PSNR | SSIM | DDIM, respaced PSNR | SSIM |' in report
+    assert '\n| 20 |' in report and '\n| 5 |' in report
+    assert set(results['methods']) == {'bicubic', 'regression', 'sr3'}
+    assert set(results['steps']) == {'rediscretize', 'respace', 'ddim'}
+    assert set(results['steps']['rediscretize']) == set(results['steps']['respace']) == {'20', '5'}
+    assert set(results['steps']['ddim']) == {'5'}
+    assert results['training']['sr3']['step'] == 6 and results['training']['regression']['step'] == 6
+    for name in ('fig_comparison.png', 'fig_trajectory.png', 'fig_steps.png', 'fig_psnr_vs_steps.png'):
+        assert Image.open(out / name).format == 'PNG'
+
+    # the numbers are those of the written images, measured independently
+    names = results['data']['test_images']
+    hr = torch.cat([load(out / 'test' / 'hr' / f'{n}.png') for n in names])
+    for tag, summary in (('bicubic', results['methods']['bicubic']), (results['tags']['rediscretize-5'], results['steps']['rediscretize']['5'])):
+        sr = torch.cat([load(out / 'samples' / tag / f'{n}.png') for n in names])
+        assert summary['psnr'] == pytest.approx(psnr(sr, hr).mean().item(), rel=1e-5)
+        assert summary['ssim'] == pytest.approx(ssim(sr, hr).mean().item(), rel=1e-5, abs=1e-6)
+    # the chain of the re-discretised 5-step schedule starts at prod(1 - beta_i) over 5 betas from 1e-6 to 1e-2
+    assert results['chain_start']['5']['rediscretize'] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 5)), rel=1e-12)
+    assert results['chain_start']['5']['respace'] == pytest.approx(NoiseSchedule.make('linear', 2000).gammas[-1], rel=1e-12)
+
+    # a second run: nothing retrained or resampled, the same numbers, faster
+    before = {k: v for k, v in _mtimes(out).items() if not k.startswith(('results.json', 'report.md', 'fig_'))}
+    t0 = time.perf_counter()
+    status, _, stderr = run_cli(['reproduce', 'micro', '--out', out, *MICRO])
+    second = time.perf_counter() - t0
+    assert status == 0, stderr
+    again = json.loads((out / 'results.json').read_text())
+    after = {k: v for k, v in _mtimes(out).items() if k in before}
+    assert after == before                                   # checkpoints, samples and stage files untouched
+    assert all(again['stages_cached'].values()) and not any(results['stages_cached'].values())
+    for key in ('methods', 'steps', 'per_image', 'findings', 'training'):
+        assert again[key] == results[key], key
+    assert second < first
+
+    # asking for another step count redoes only that stage
+    status, _, stderr = run_cli(['reproduce', 'micro', '--out', out, *MICRO[:-4], '--steps', '20,5,3', '--ddim-steps', '5'])
+    assert status == 0, stderr
+    third = json.loads((out / 'results.json').read_text())
+    redone = {tag for tag, cached in third['stages_cached'].items() if not cached}
+    assert redone == {'sr3-ddpm-rediscretize-3', 'sr3-ddpm-respace-3'}
+
+
+def test_reproduce_faces_pretrained_on_a_random_reference_checkpoint(tmp_path):
+    unet = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[16], res_blocks=1, dropout=0.0, image_size=32)
+    torch.manual_seed(0)
+    state = {f'denoise_fn.{k}': v for k, v in UNet(**unet).state_dict().items()}
+    schedule = NoiseSchedule.make('linear', 2000)
+    state.update(betas=torch.tensor(schedule.betas), alphas_cumprod=torch.tensor(schedule.gammas))
+    ckpt = tmp_path / 'random_gen.pth'
+    torch.save(state, ckpt)
+    face = tmp_path / 'face.png'
+    data.embedded_photo('astronaut').crop((130, 0, 330, 200)).save(face)
+    out = tmp_path / 'faces'
+    argv = ['reproduce', 'faces-pretrained', '--out', out, '--checkpoint', ckpt, '--image', face, '--quiet', '--device', 'cpu',
+            '--set', f'unet={json.dumps(unet)}', '--set', 'lr_size=8', '--set', 'hr_size=32', '--steps', '8',
+            '--set', 'n_samples=3', '--mark', '0.25,0.5,0.25']
+    status, _, stderr = run_cli(argv)
+    assert status == 0, stderr
+    results = json.loads((out / 'results.json').read_text())
+    assert results['n_samples'] == 3 and results['steps'] == 8 and results['mark_box_lr'] == [2, 4, 4, 6]
+    for which in ('unmarked', 'marked'):
+        r = results['inputs'][which]
+        samples = torch.cat([load(out / 'samples' / ('faces' if which == 'unmarked' else 'faces_marked') / f'sample_{k}.png') for k in range(3)])
+        expected = 127.5 * samples.double().std(dim=0, correction=1).mean().item()
+        assert r['diversity_grey_levels'] == pytest.approx(expected, rel=1e-6)
+        assert len(r['psnr']) == 3
+    # the reference's colour statistics are those of the HR image outside the mark's footprint
+    hr = load(out / 'test' / 'hr.png')[0]
+    keep = mark_footprint((2, 4, 4, 6), 8, 32)
+    assert results['colour']['reference']['b'] == pytest.approx(hr[2][keep].add(1).mul(127.5).round().mean().item(), rel=1e-9)
+    lr_marked = np.asarray(Image.open(out / 'test' / 'lr_marked.png'))
+    assert lr_marked[4:6, 2:4].max() == 0 and np.asarray(Image.open(out / 'test' / 'lr.png'))[4:6, 2:4].max() > 0
+    report = (out / 'report.md').read_text()
+    assert '## Diversity' in report and '## Colour probe' in report
+    # rerun: cached
+    status, _, stderr = run_cli(argv)
+    assert status == 0 and json.loads((out / 'results.json').read_text())['inputs'] == results['inputs']
+
+
+def test_reproduce_bad_input_is_one_line(tmp_path):
+    _one_line_error(['reproduce', 'huge', '--out', tmp_path / 'o'], 'invalid choice', 'huge')
+    _one_line_error(['reproduce', 'afhq-dog-16-128', '--out', tmp_path / 'o', '--data', tmp_path / 'nodata', '--quiet'],
+                    'no afhq-dog data', 'sr3lit prepare afhq-dog')
+    _one_line_error(['reproduce', 'div2k-16-128', '--out', tmp_path / 'o', '--data', tmp_path / 'nodata', '--quiet'], 'no div2k data')
+    _one_line_error(['reproduce', 'faces-pretrained', '--out', tmp_path / 'o', '--quiet'], 'needs --checkpoint')
+    _one_line_error(['reproduce', 'faces-pretrained', '--out', tmp_path / 'o', '--checkpoint', tmp_path / 'none.pth'], 'does not exist')
+    _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--set', 'speed=2'], "unknown experiment setting 'speed'")
+    _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--steps', '0,5'], 'step counts must be positive')
+    _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--quiet', '--steps', '5000'], '5000 sampling steps', 'T=2000')
+    _one_line_error(['reproduce', 'tiny', '--out', tmp_path / 'o', '--checkpoint', 'x.pth'], 'faces-pretrained')
+    _one_line_error(['reproduce', 'faces-pretrained', '--out', tmp_path / 'o', '--checkpoint', 'x.pth', '--mark', '2,3'], 'fractions')
+
+
+def test_presets_are_valid_and_the_report_numbers_sit_with_matching_presets():
+    assert {'micro', 'tiny', 'afhq-dog-16-128', 'div2k-16-128', 'faces-pretrained'} <= set(EXPERIMENT_PRESETS)
+    tiny = EXPERIMENT_PRESETS['tiny']
+    assert tiny.steps == (2000, 1000, 200, 50, 10) and tiny.report is None
+    assert EXPERIMENT_PRESETS['afhq-dog-16-128'].report == 'afhq-dog-16-128' and EXPERIMENT_PRESETS['afhq-dog-16-128'].n_test == 50
+    with pytest.raises(ValueError, match='unknown experiment preset'): get_experiment_preset('nope')
+
+
+# ---------------------------------------------------------------- pieces
+
+@settings(max_examples=40, deadline=None)
+@given(st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)))
+def test_colour_statistics_of_a_flat_image_match_colorsys(rgb):
+    image = (torch.tensor(rgb, dtype=torch.float64) / 127.5 - 1).view(3, 1, 1).expand(3, 3, 5)
+    s = colour_statistics(image)
+    assert (s['r'], s['g'], s['b']) == pytest.approx(rgb, abs=1e-9)
+    h, sat, _ = colorsys.rgb_to_hsv(*(v / 255 for v in rgb))
+    assert s['saturation'] == pytest.approx(sat, abs=1e-9)
+    if sat > 0: assert math.cos(math.radians(s['hue'] - 360 * h)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_paint_mark_and_footprint():
+    img = Image.new('RGB', (16, 16), (90, 120, 200))
+    marked, box = paint_mark(img, (0.5, 0.25, 0.125))
+    assert box == (8, 4, 10, 6)
+    a = np.asarray(marked)
+    assert a[4:6, 8:10].max() == 0 and (a.reshape(-1, 3) == 0).all(axis=1).sum() == 4
+    keep = mark_footprint(box, 16, 64, grow=1)
+    assert (~keep).sum() == (4 * 4) ** 2 and not keep[12:24, 28:40].any() and keep[11, 28] and keep[12, 27]
+    # a mark at the edge stays inside the image
+    _, box = paint_mark(img, (1.0, 1.0, 0.25))
+    assert box == (12, 12, 16, 16)
+
+
+def test_cached_stage_recomputes_only_when_its_key_changes(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or {'value': len(calls)}
+    log = Progress(quiet=True)
+    a = cached_stage(tmp_path / 's.json', {'n': (1, 2)}, compute, log, 's')
+    b = cached_stage(tmp_path / 's.json', {'n': [1, 2]}, compute, log, 's')        # the same key after a JSON round trip
+    c = cached_stage(tmp_path / 's.json', {'n': [1, 3]}, compute, log, 's')
+    d = cached_stage(tmp_path / 's.json', {'n': [1, 3]}, compute, log, 's', check=lambda r: False)   # files missing: redo
+    assert [x['value'] for x in (a, b, c, d)] == [1, 1, 2, 3] and len(calls) == 3
+    assert (a['cached'], b['cached'], c['cached'], d['cached']) == (False, True, False, False)
+
+
+def test_the_reports_numbers_sit_beside_ours_for_its_presets(tmp_path):
+    "The afhq-dog preset end to end on a small prepared folder in the afhq-dog layout (micro network, 8->32)."
+    g = torch.Generator().manual_seed(2)
+    src = {s: tmp_path / 'src' / s for s in ('train', 'test')}
+    for split, n in (('train', 6), ('test', 3)):
+        src[split].mkdir(parents=True)
+        for i in range(n):
+            data.to_pil(data.upsample(torch.rand(3, 6, 6, generator=g) * 2 - 1, 40)).save(src[split] / f'dog{i}.png')
+    root = tmp_path / 'data'
+    for split in ('train', 'test'):
+        data.prepare_folder(src[split], root / 'afhq-dog_8_32' / split, 8, 32)
+    out = tmp_path / 'afhq'
+    status, _, stderr = run_cli(['reproduce', 'afhq-dog-16-128', '--out', out, '--data', root, '--quiet', '--device', 'cpu',
+                                 '--set', 'train_preset=micro', '--train-set', 'dataset=afhq-dog', '--sr3-steps', '3',
+                                 '--regression-steps', '3', '--steps', '20,5', '--ddim-steps', '5', '--batch-size', '2'])
+    assert status == 0, stderr
+    results = json.loads((out / 'results.json').read_text())
+    assert len(results['data']['test_images']) == 3 and results['data']['dataset'] == 'afhq-dog'
+    report = (out / 'report.md').read_text()
+    table1 = report.split('## Table 1')[1].split('## Table 2')[0]
+    assert "the report's PSNR" in table1
+    for method, numbers in (('Bicubic', '22.08 | 0.57'), ('Regression', '24.26 | 0.68'), ('SR3', '23.05 | 0.62')):
+        line = next(l for l in table1.splitlines() if l.startswith(f'| {method}'))
+        assert line.endswith(f'{numbers} |'), line
+    table2 = report.split('## Table 2')[1].split('## Table 3')[0]
+    row50 = next(l for l in table2.splitlines() if l.startswith('| 50 |'))
+    assert '13.39 | 0.11 |' in row50
+    row1000 = next(l for l in table2.splitlines() if l.startswith('| 1000 |'))
+    assert '23.08 | 0.62 |' in row1000
+    assert results['report']['methods']['regression'] == {'psnr': 24.26, 'ssim': 0.68}
