@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import downsample
+
 # %% auto #0
 __all__ = ['SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'INCEPTION_FID_WEIGHTS', 'INCEPTION_FID_URL',
            'INCEPTION_TORCHVISION_WEIGHTS', 'INCEPTION_TORCHVISION_URL', 'ALEXNET_WEIGHTS', 'ALEXNET_URL',
@@ -62,9 +64,11 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_borde
     on [0, 255] pixels (RGB, or BT.601 Y if `y_channel`), `crop_border` pixels cut from each side, rounded
     to 8 bits first if `quantize`. Returns a float64 tensor (B,); identical images give inf."""
     a, b = _prepare_pair(sr, hr, y_channel, crop_border, quantize)
+    ### BEGIN SOLUTION
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
     # MSE = 0 means a perfect reconstruction: PSNR is +inf by definition, said explicitly
     return torch.where(mse == 0, torch.full_like(mse, math.inf), 10 * torch.log10(255.0**2 / mse.clamp_min(1e-300)))
+    ### END SOLUTION
 
 # %% ../nbs/10_metrics.ipynb #62cff051
 SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW = 0.01, 0.03, 1.5, 11
@@ -110,21 +114,19 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_borde
     return ssim_map(sr, hr, y_channel, crop_border, quantize).mean(dim=(1, 2, 3))
 
 # %% ../nbs/10_metrics.ipynb #63901ae2
-def _bicubic_down(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    "Antialiased bicubic resize to `size` (h, w): PIL's BICUBIC, the downsampling that makes LR inputs."
-    return F.interpolate(x, size=size, mode='bicubic', antialias=True, align_corners=False)
-
 def consistency(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
     """SR3's consistency: per image, the MSE between `sr` (B, C, H, W) shrunk to the size of `lr` (B, C, h, w) by
-    antialiased bicubic downsampling and `lr`, both in [-1, 1] and measured on the [0, 1] scale. Float64 (B,)."""
+    `sr3lit.data.downsample` (the antialiased bicubic that makes LR inputs) and `lr`, both in [-1, 1] and measured
+    on the [0, 1] scale. Float64 (B,)."""
     _check_images('sr', sr); _check_images('lr', lr)
     if sr.shape[:2] != lr.shape[:2]:
         raise ValueError(f"sr and lr must have the same batch and channels, got {tuple(sr.shape)} and {tuple(lr.shape)}")
     if lr.shape[-2] > sr.shape[-2] or lr.shape[-1] > sr.shape[-1]:
         raise ValueError(f"lr {tuple(lr.shape[-2:])} must not be larger than sr {tuple(sr.shape[-2:])}")
-    sr01 = (sr.detach().to(torch.float64).clamp(-1, 1) + 1) / 2       # the output as an image: clipped to its range
-    lr01 = (lr.detach().to(torch.float64) + 1) / 2                     # the input exactly as given
-    return ((_bicubic_down(sr01, tuple(lr.shape[-2:])) - lr01) ** 2).mean(dim=(1, 2, 3))
+    sr = sr.detach().to(torch.float64).clamp(-1, 1)       # the output as an image: clipped to its range
+    lr = lr.detach().to(torch.float64)                     # the input exactly as given
+    # [-1, 1] -> [0, 1] halves every difference
+    return (((downsample(sr, tuple(lr.shape[-2:])) - lr) / 2) ** 2).mean(dim=(1, 2, 3))
 
 # %% ../nbs/10_metrics.ipynb #898f56e2
 def sample_diversity(samples: torch.Tensor) -> torch.Tensor:

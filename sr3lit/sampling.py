@@ -126,15 +126,19 @@ def p_sample_step(model: Callable, schedule: NoiseSchedule, x_up: torch.Tensor, 
     (sigma_t^2 = beta_t, the report's Algorithm 2). No noise is added where t = 1."""
     if variance not in VARIANCES: raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
     t = timestep_tensor(schedule, t, len(y_t)).expand(len(y_t))              # (B,)
+    ### BEGIN SOLUTION
     noise_level = schedule.at('gammas', t).sqrt().to(y_t)                    # (B,): the network sees sqrt(gamma_t)
     eps = model(torch.cat([x_up, y_t], dim=1), noise_level)
     y0_hat = predict_y0_from_noise(schedule, y_t, t, eps)
     if clip_denoised: y0_hat = y0_hat.clamp(-1.0, 1.0)                       # images live in [-1, 1]
     mean, posterior_var = posterior_mean_variance(schedule, y0_hat, y_t, t)
     var = posterior_var if variance == 'posterior' else schedule.at('betas', t, y_t)
+    ### END SOLUTION
     if noise is None: noise = torch.randn(y_t.shape, generator=generator, dtype=y_t.dtype, device=y_t.device)
+    ### BEGIN SOLUTION
     not_last = (t > 1).to(y_t.dtype).reshape(-1, *[1] * (y_t.ndim - 1))    # no noise at the last step
     return mean + not_last * var.sqrt() * noise
+    ### END SOLUTION
 
 # %% ../nbs/07_sampling.ipynb #871ebfbb
 SAMPLERS = ('ddpm', 'ddim')

@@ -58,7 +58,7 @@ def photo_pairs():
     "Real pairs: 128x128 crops of three scikit-image photographs and their 4x bicubic round trips."
     hrs = [data.astronaut()[:128, 192:320], data.chelsea()[50:178, 150:278], data.coffee()[130:258, 240:368]]
     hr = torch.from_numpy(np.stack(hrs)).permute(0, 3, 1, 2).double() / 127.5 - 1
-    lr = F.interpolate(hr, size=(32, 32), mode='bicubic', antialias=True, align_corners=False)
+    lr = F.interpolate(hr, size=(32, 32), mode='bicubic', antialias=True, align_corners=False).clamp(-1, 1)  # as 8-bit LR files
     sr = F.interpolate(lr, size=(128, 128), mode='bicubic', align_corners=False)
     return sr, hr, lr
 
@@ -126,9 +126,10 @@ def test_bad_input_is_a_clear_error(call, exc, words):
 
 def test_consistency_downsampler_is_pil_bicubic_and_closed_forms(photo_pairs):
     sr, hr, lr = photo_pairs
-    # the LR made by antialiased bicubic equals PIL's bicubic resize, an independent implementation
+    # the LR made by antialiased bicubic equals PIL's bicubic resize, an independent implementation (float images
+    # are not clipped by PIL; 8-bit ones are, as the LR is)
     hr01 = ((hr[0] + 1) / 2).float().numpy()
-    pil = np.stack([np.asarray(Image.fromarray(ch, mode='F').resize((32, 32), Image.BICUBIC)) for ch in hr01])
+    pil = np.stack([np.asarray(Image.fromarray(ch, mode='F').resize((32, 32), Image.BICUBIC)) for ch in hr01]).clip(0, 1)
     np.testing.assert_allclose(((lr[0] + 1) / 2).numpy(), pil, atol=2e-5)
     assert consistency(hr, lr).max() < 1e-28                              # the reference is consistent with its LR
     inner = hr * 0.5                                                     # room to brighten without clipping
