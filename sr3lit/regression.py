@@ -37,6 +37,8 @@ class RegressionObjective:
 
 # %% ../nbs/09_regression.ipynb #23477dda
 def _regression_configure(cfg: TrainConfig) -> TrainConfig:
+    # no y_t, so no preconditioning around it (it would pass x_up through with c_skip = 1, c_out = 0 at sqrt(gamma) = 0)
+    if cfg.precondition: cfg = dataclasses.replace(cfg, precondition=False)
     if cfg.in_channel == 2 * cfg.out_channel:          # SR3's cat([x_up, y_t]) from a preset: drop y_t
         return dataclasses.replace(cfg, in_channel=cfg.out_channel)
     if cfg.in_channel != cfg.out_channel:

@@ -315,6 +315,10 @@ class TrainConfig:
     attn_res: tuple = (8,)
     res_blocks: int = 1
     dropout: float = 0.0
+    use_affine_level: bool = True     # FiLM (scale and shift) by the noise level; False = the reference's additive shift
+    noise_scale: float = 1000.0       # sqrt(gamma) is multiplied by this before the sinusoidal embedding (the reference: 1)
+    precondition: bool = True         # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9); the reference: False
+    sigma_data: float = 0.5           # the data's standard deviation assumed by the preconditioning
     # --- noise schedule for training (sr3lit.schedules)
     beta_schedule: str = 'linear'
     n_timestep: int = 2000
@@ -394,7 +398,9 @@ class TrainConfig:
         "The arguments of `sr3lit.unet.UNet` for this run."
         return dict(in_channel=self.in_channel, out_channel=self.out_channel, inner_channel=self.inner_channel,
                     norm_groups=self.norm_groups, channel_mults=self.channel_mults, attn_res=self.attn_res,
-                    res_blocks=self.res_blocks, dropout=self.dropout, image_size=self.hr_size)
+                    res_blocks=self.res_blocks, dropout=self.dropout, image_size=self.hr_size,
+                    use_affine_level=self.use_affine_level, noise_scale=self.noise_scale,
+                    precondition=self.precondition, sigma_data=self.sigma_data)
 
 def _coerce(key: str, value: Any, like: Any) -> Any:
     "`value` (a command-line string or a JSON value) converted to the type of the field's default `like`."
@@ -424,7 +430,8 @@ def _coerce(key: str, value: Any, like: Any) -> Any:
 
 # %% ../nbs/08_training.ipynb #f0ed4572
 _REFERENCE_UNET = dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 4, 8, 8),
-                       attn_res=(16,), res_blocks=2, dropout=0.2)
+                       attn_res=(16,), res_blocks=2, dropout=0.2, use_affine_level=False, noise_scale=1.0,
+                       precondition=False)
 _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
                            linear_start=1e-6, linear_end=1e-2, loss_p=1, optimizer='adam', warmup_steps=0,
                            grad_clip=0.0, batch_size=4, max_steps=1_000_000, ema_decay=0.9999, ema_start=5000,

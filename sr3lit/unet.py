@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['ATTN_IMPLS', 'JANSPIRY_PREFIX', 'NEW_MODEL_CONDITIONING', 'UNET_PRESETS', 'NoiseLevelEncoding', 'FeatureWiseAffine',
-           'ConvBlock', 'ResnetBlock', 'SelfAttention', 'Downsample', 'Upsample', 'ResnetBlocWithAttn', 'UNet',
-           'count_parameters', 'unet_summary', 'load_janspiry', 'unet_from_preset']
+__all__ = ['ATTN_IMPLS', 'JANSPIRY_PREFIX', 'NEW_MODEL_CONDITIONING', 'NEW_MODEL_OUTPUT', 'UNET_PRESETS', 'NoiseLevelEncoding',
+           'FeatureWiseAffine', 'ConvBlock', 'ResnetBlock', 'SelfAttention', 'Downsample', 'Upsample',
+           'ResnetBlocWithAttn', 'UNet', 'count_parameters', 'unet_summary', 'load_janspiry',
+           'precondition_coefficients', 'unet_from_preset']
 
 # %% ../nbs/05_unet.ipynb #e01a529c
 class NoiseLevelEncoding(nn.Module):
@@ -145,20 +146,28 @@ class UNet(nn.Module):
     noise conditioning of the raw sqrt(gamma). `use_affine_level=True` switches to FiLM (scale and shift), and
     `noise_scale` multiplies sqrt(gamma) before the sinusoidal embedding. `attn_impl` picks how attention is
     computed: 'sdpa' (PyTorch's fused kernel), 'explicit' (a written-out softmax) or 'auto' (fused on a GPU,
-    explicit on a CPU); all give the same result to float rounding."""
+    explicit on a CPU); all give the same result to float rounding. `precondition=True` (section 9) returns
+    `c_skip * y_t + c_out * F` instead of the raw output F, with coefficients fixed by sqrt(gamma) and
+    `sigma_data`, so that the prediction stays accurate where y_t is nearly all noise; it adds no parameters."""
     def __init__(self, in_channel: int = 6, out_channel: int = 3, inner_channel: int = 64, norm_groups: int = 32,
                  channel_mults: Sequence[int] = (1, 2, 4, 8, 8), attn_res: Sequence[int] | int = (16,),
                  res_blocks: int = 2, dropout: float = 0.2, image_size: int = 128, *,
-                 use_affine_level: bool = False, noise_scale: float = 1.0, attn_impl: str = 'auto'):
+                 use_affine_level: bool = False, noise_scale: float = 1.0, attn_impl: str = 'auto',
+                 precondition: bool = False, sigma_data: float = 0.5):
         super().__init__()
         channel_mults = tuple(int(m) for m in channel_mults)
         attn_res = (int(attn_res),) if isinstance(attn_res, int) else tuple(int(r) for r in attn_res)
         _check_config(in_channel, out_channel, inner_channel, norm_groups, channel_mults, res_blocks, dropout,
                       image_size, attn_impl)
+        if precondition and in_channel < out_channel:
+            raise ValueError(f"precondition needs y_t among the inputs (in_channel >= out_channel), got {in_channel} < {out_channel}")
+        if not sigma_data > 0: raise ValueError(f"sigma_data must be positive, got {sigma_data}")
         self.config = dict(in_channel=in_channel, out_channel=out_channel, inner_channel=inner_channel,
                            norm_groups=norm_groups, channel_mults=channel_mults, attn_res=attn_res,
                            res_blocks=res_blocks, dropout=dropout, image_size=image_size,
-                           use_affine_level=use_affine_level, noise_scale=noise_scale, attn_impl=attn_impl)
+                           use_affine_level=use_affine_level, noise_scale=noise_scale, attn_impl=attn_impl,
+                           precondition=precondition, sigma_data=sigma_data)
+        self.precondition, self.sigma_data = precondition, float(sigma_data)
         self.in_channel, self.out_channel, self.channel_mults = in_channel, out_channel, channel_mults
         emb_dim = inner_channel
         self.noise_level_mlp = nn.Sequential(     # indices 1 and 3 hold the parameters, as in the reference
@@ -200,6 +209,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, noise_level: Tensor) -> Tensor:
         noise_level = self._check_inputs(x, noise_level)
+        y_t = x[:, -self.out_channel:]                              # x = cat([upsampled_lr, y_t], 1)
         emb = self.noise_level_mlp(noise_level)                    # (B, inner_channel)
         skips = []
         for layer in self.downs:
@@ -209,7 +219,10 @@ class UNet(nn.Module):
             x = layer(x, emb)
         for layer in self.ups:
             x = layer(torch.cat((x, skips.pop()), dim=1), emb) if isinstance(layer, ResnetBlocWithAttn) else layer(x)
-        return self.final_conv(x)
+        out = self.final_conv(x)
+        if not self.precondition: return out
+        c_skip, c_out = precondition_coefficients(noise_level, self.sigma_data)
+        return c_skip.to(out).view(-1, 1, 1, 1) * y_t + c_out.to(out).view(-1, 1, 1, 1) * out
 
     def _check_inputs(self, x: Tensor, noise_level: Tensor) -> Tensor:
         "Validate the inputs; return noise_level as a (B,) tensor of the parameters' dtype."
@@ -323,16 +336,24 @@ def load_janspiry(checkpoint: str | os.PathLike | Mapping[str, Tensor], *, retur
 def _config_repr(model: UNet) -> str:
     return ', '.join(f"{k}={v!r}" for k, v in model.config.items())
 
+# %% ../nbs/05_unet.ipynb #aa8e3f9a
+def precondition_coefficients(noise_level: Tensor, sigma_data: float = 0.5) -> tuple[Tensor, Tensor]:
+    "`(c_skip, c_out)` of the preconditioned noise prediction `c_skip * y_t + c_out * F`, for `noise_level` = sqrt(gamma)."
+    gamma = noise_level.double() ** 2
+    var = gamma * sigma_data ** 2 + (1 - gamma)                  # Var(y_t) per pixel
+    return (1 - gamma).sqrt() / var, sigma_data * gamma.sqrt() / var.sqrt()
+
 # %% ../nbs/05_unet.ipynb #a11c1efe
 NEW_MODEL_CONDITIONING = dict(use_affine_level=True, noise_scale=1000.0)   # chosen by the measurement of section 8
+NEW_MODEL_OUTPUT = dict(precondition=True, sigma_data=0.5)                # section 9
 
 UNET_PRESETS: dict[str, dict] = {
     # 32x32 on a CPU: three levels (32, 16, 8), attention at 8x8, ~2.7M parameters
     'tiny': dict(in_channel=6, out_channel=3, inner_channel=32, norm_groups=16, channel_mults=(1, 2, 4),
-                 attn_res=(8,), res_blocks=1, dropout=0.0, image_size=32, **NEW_MODEL_CONDITIONING),
+                 attn_res=(8,), res_blocks=1, dropout=0.0, image_size=32, **NEW_MODEL_CONDITIONING, **NEW_MODEL_OUTPUT),
     # 64x64 on a GPU: four levels (64..8), attention at 16x16, ~16.7M parameters
     'small': dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 2, 4),
-                  attn_res=(16,), res_blocks=2, dropout=0.1, image_size=64, **NEW_MODEL_CONDITIONING),
+                  attn_res=(16,), res_blocks=2, dropout=0.1, image_size=64, **NEW_MODEL_CONDITIONING, **NEW_MODEL_OUTPUT),
     # the reference implementation's 16->128 network (its released checkpoint loads into it)
     'sr3-16-128': dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 4, 8, 8),
                        attn_res=(16,), res_blocks=2, dropout=0.2, image_size=128),

@@ -55,3 +55,14 @@ def test_train_and_sample_with_the_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main(['train', '--preset', 'micro', '--out', str(run), '--max-steps', '5', '--quiet']) == 2
     assert 'different config' in capsys.readouterr().err
+
+
+def test_regression_never_preconditions():
+    "Without y_t, preconditioning would pass x_up straight through (c_skip = 1, c_out = 0 at sqrt(gamma) = 0)."
+    from sr3lit.training import build_model
+    cfg = get_method('regression').configure(make_config('tiny', overrides={'precondition': True}))
+    assert not cfg.precondition
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x_up = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad(): assert not torch.allclose(regression_predict(model, x_up), x_up)

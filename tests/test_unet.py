@@ -363,3 +363,48 @@ def test_presets():
     assert model(torch.randn(2, 6, size, size), torch.rand(2)).shape == (2, 3, size, size)
     with pytest.raises(ValueError, match='unknown UNet preset'):
         unet_from_preset('huge')
+
+
+# ---------------------------------------------------------------- output preconditioning
+
+@given(sqrt_gamma=st.floats(0.0, 1.0), sigma_data=st.floats(0.1, 2.0))
+@settings(max_examples=30, deadline=None)
+def test_precondition_coefficients_are_the_best_linear_predictor(sqrt_gamma, sigma_data):
+    "c_skip = Cov(eps, y_t)/Var(y_t) and c_out^2 = Var(eps) - Cov^2/Var, written out from the second moments."
+    from sr3lit.unet import precondition_coefficients
+    gamma = sqrt_gamma ** 2
+    var_y = gamma * sigma_data ** 2 + (1 - gamma)
+    cov = math.sqrt(1 - gamma)                              # E[eps * y_t] with y_t = sqrt(g) y0 + sqrt(1-g) eps
+    c_skip, c_out = precondition_coefficients(torch.tensor([sqrt_gamma], dtype=torch.float64), sigma_data)
+    assert math.isclose(float(c_skip), cov / var_y, rel_tol=1e-12, abs_tol=1e-15)
+    assert math.isclose(float(c_out) ** 2, 1 - cov ** 2 / var_y, rel_tol=1e-9, abs_tol=1e-15)
+
+
+def test_preconditioned_network_wraps_the_same_weights():
+    torch.manual_seed(0)
+    kw = dict(SMALL, dropout=0.0)
+    plain, pre = UNet(**kw).eval(), UNet(**kw, precondition=True, sigma_data=0.7).eval()
+    assert pre.state_dict().keys() == plain.state_dict().keys()
+    pre.load_state_dict(plain.state_dict())
+    x, level = torch.randn(4, 6, 16, 16), torch.tensor([0.0, 0.2, 0.7, 1.0])
+    with torch.no_grad(): F_out, out = plain(x, level), pre(x, level)
+    g = level.double() ** 2
+    var = g * 0.49 + 1 - g
+    c_skip, c_out = (1 - g).sqrt() / var, 0.7 * g.sqrt() / var.sqrt()
+    expected = c_skip.float().view(-1, 1, 1, 1) * x[:, 3:] + c_out.float().view(-1, 1, 1, 1) * F_out
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[0], x[0, 3:])           # sqrt(gamma) = 0: pure noise in, y_t itself out
+    torch.testing.assert_close(out[3], F_out[3])           # sqrt(gamma) = 1: the network alone
+
+
+def test_precondition_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match='in_channel >= out_channel'):
+        UNet(**dict(SMALL, in_channel=2), precondition=True)
+    with pytest.raises(ValueError, match='sigma_data must be positive'):
+        UNet(**SMALL, precondition=True, sigma_data=0.0)
+
+
+def test_new_model_presets_precondition_and_the_reference_does_not():
+    assert UNET_PRESETS['tiny']['precondition'] and UNET_PRESETS['small']['precondition']
+    assert not UNET_PRESETS['sr3-16-128'].get('precondition', False)
+    with torch.device('meta'): assert not UNet().precondition
