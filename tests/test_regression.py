@@ -10,12 +10,7 @@ from sr3lit.regression import RegressionObjective, regression_predict
 from sr3lit.training import get_method, load_run, make_config
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 @given(p=st.sampled_from([1, 2]), b=st.integers(1, 4), seed=st.integers(0, 1000))

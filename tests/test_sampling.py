@@ -17,13 +17,7 @@ REPORT = NoiseSchedule.make('linear', 2000)            # the report's 1e-6..1e-2
 MU, TAU = 0.3, 0.5                                     # the Gaussian toy: data N(MU, TAU^2) in every pixel
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "Tiny tensors: one thread is fastest and does not fight other processes for the cores."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def gaussian_toy(dtype=torch.float64):

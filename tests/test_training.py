@@ -27,12 +27,7 @@ SR3LIT = str(Path(sys.executable).with_name('sr3lit'))
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 def micro(**overrides) -> TrainConfig:

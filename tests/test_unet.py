@@ -16,13 +16,7 @@ MANIFEST = json.loads((Path(__file__).parent / 'reference' / 'janspiry_sr3_16_12
 PREFIX = 'denoise_fn.'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "These tensors are tiny: one thread is faster than several (and much faster on a busy machine)."
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py
 
 
 SMALL = dict(inner_channel=8, norm_groups=4, channel_mults=(1, 2), attn_res=(8,), res_blocks=2, dropout=0.2,
