@@ -37,7 +37,7 @@ from torch.utils.data import Sampler as _TorchSampler
 
 from .schedules import NoiseSchedule
 from .loss import NOISE_LEVEL_METHODS, diffusion_loss, sample_noise_level
-from .unet import UNet, count_parameters, load_janspiry
+from .unet import NEW_MODEL_CONDITIONING, NEW_MODEL_OUTPUT, UNet, count_parameters, load_janspiry
 from .sampling import SAMPLERS, SCHEDULE_METHODS, sample, sampling_schedule
 from . import data as sr3data
 
@@ -315,10 +315,11 @@ class TrainConfig:
     attn_res: tuple = (8,)
     res_blocks: int = 1
     dropout: float = 0.0
-    use_affine_level: bool = True     # FiLM (scale and shift) by the noise level; False = the reference's additive shift
-    noise_scale: float = 1000.0       # sqrt(gamma) is multiplied by this before the sinusoidal embedding (the reference: 1)
-    precondition: bool = True         # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9); the reference: False
-    sigma_data: float = 0.5           # the data's standard deviation assumed by the preconditioning
+    # conditioning and output of new models as chapter 05 chose them (the reference: additive, scale 1, no preconditioning)
+    use_affine_level: bool = NEW_MODEL_CONDITIONING['use_affine_level']   # FiLM by the noise level, or an additive shift
+    noise_scale: float = NEW_MODEL_CONDITIONING['noise_scale']     # sqrt(gamma) times this goes into the sinusoidal embedding
+    precondition: bool = NEW_MODEL_OUTPUT['precondition']          # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9)
+    sigma_data: float = NEW_MODEL_OUTPUT['sigma_data']             # the data's standard deviation assumed by the preconditioning
     # --- noise schedule for training (sr3lit.schedules)
     beta_schedule: str = 'linear'
     n_timestep: int = 2000
