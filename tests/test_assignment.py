@@ -53,8 +53,8 @@ def students(tmp_path_factory) -> Path:
 
 def test_the_core_chapters_have_exercises_and_the_coursework_chapters_none():
     names = {p.name for p in exercise_notebooks()}
-    assert {'01_forward.ipynb', '02_posterior.ipynb', '04_loss.ipynb', '07_sampling.ipynb', '10_metrics.ipynb'} <= names
-    assert not names & {'12_coursework.ipynb', '12a_assignment.ipynb'}
+    assert {'01_forward.ipynb', '02_posterior.ipynb', '04_loss.ipynb', '09_sampling.ipynb', '08_metrics.ipynb'} <= names
+    assert not names & {'00b_checks.ipynb', '18_assignment.ipynb'}
 
 
 def test_regions_become_indented_stubs_and_the_rest_is_kept():
@@ -133,8 +133,8 @@ EXERCISES = [('01_forward.ipynb', 'check_q_sample(q_sample)', 'q_sample'),
              ('02_posterior.ipynb', 'check_posterior(posterior_mean_variance)', 'posterior_coefficients (which posterior_mean_variance calls)'),
              ('04_loss.ipynb', 'check_sample_noise_level(sample_noise_level)', 'sample_noise_level'),
              ('04_loss.ipynb', 'check_loss(diffusion_loss)', 'diffusion_loss'),
-             ('07_sampling.ipynb', 'check_reverse_step(p_sample_step)', 'p_sample_step'),
-             ('10_metrics.ipynb', 'check_psnr(psnr)', 'psnr')]
+             ('09_sampling.ipynb', 'check_reverse_step(p_sample_step)', 'p_sample_step'),
+             ('08_metrics.ipynb', 'check_psnr(psnr)', 'psnr')]
 
 
 @pytest.mark.parametrize('name, call, exercise', EXERCISES)
