@@ -57,7 +57,7 @@ def _setup(name, device, amp, channels_last, compile_):
     if channels_last: model = model.to(memory_format=torch.channels_last)
     s = cfg.hr_size
     g = torch.Generator().manual_seed(0)
-    batch = {k: (torch.rand(BATCH, 3, s, s, generator=g) * 2 - 1).to(device) for k in ('HR', 'SR')}
+    batch = {k: (torch.rand(BATCH, 3, s, s, generator=g) * 2 - 1).to(device) for k in ('HR', 'x_up')}
     if channels_last: batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
     net = torch.compile(model) if compile_ else model
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
@@ -91,7 +91,7 @@ def utilisation(device, steps=3) -> dict:
     "Achieved GFLOP/s of the 16->128 U-Net (forward; forward + backward) against the float32 matmul rate."
     from torch.utils.flop_counter import FlopCounterMode
     cfg, model, net, batch, _ = _setup('16->128', device, False, False, False)
-    x = torch.cat([batch['SR'], batch['HR']], 1)
+    x = torch.cat([batch['x_up'], batch['HR']], 1)
     level = torch.rand(BATCH, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter: model(x, level)
     forward_flops = counter.get_total_flops()

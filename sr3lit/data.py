@@ -166,7 +166,7 @@ def to_pil(t: torch.Tensor) -> Image.Image:
 # %% ../nbs/06_data.ipynb #912cda6b
 def _pair_item(lr: Image.Image | None, hr: Image.Image, sr: Image.Image, index: int, path: str, flip: bool) -> dict:
     "The reference's example dict from the PIL images (LR optional), flipped together when `flip`."
-    item = {'HR': to_tensor(hr), 'SR': to_tensor(sr)}
+    item = {'HR': to_tensor(hr), 'x_up': to_tensor(sr)}
     if lr is not None: item['LR'] = to_tensor(lr)
     if flip: item = {k: v.flip(-1) for k, v in item.items()}     # (3, H, W): -1 is the width axis
     return {**item, 'Index': index, 'path': path}
@@ -244,7 +244,7 @@ class PreparedSR(Dataset):
         check_scale(lr_size, hr_size)
         self.root, self.lr_size, self.hr_size, self.split, self.need_LR = root, lr_size, hr_size, split, need_LR
         self.flip = (split == 'train') if flip is None else flip
-        folders = {'HR': root / f'hr_{hr_size}', 'SR': root / f'sr_{lr_size}_{hr_size}'}
+        folders = {'HR': root / f'hr_{hr_size}', 'x_up': root / f'sr_{lr_size}_{hr_size}'}
         if need_LR: folders['LR'] = root / f'lr_{lr_size}'
         missing = [f.name for f in folders.values() if not f.is_dir()]
         if missing: raise DataError(f"{root} lacks {', '.join(m + '/' for m in missing)} (expected hr_{hr_size}/, lr_{lr_size}/, sr_{lr_size}_{hr_size}/)")
@@ -261,9 +261,9 @@ class PreparedSR(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         f = self.files[index]
-        hr, sr = load_rgb(f['HR']), load_rgb(f['SR'])
+        hr, sr = load_rgb(f['HR']), load_rgb(f['x_up'])
         lr = load_rgb(f['LR']) if self.need_LR else None
-        for key, im, s in (('HR', hr, self.hr_size), ('SR', sr, self.hr_size), ('LR', lr, self.lr_size)):
+        for key, im, s in (('HR', hr, self.hr_size), ('x_up', sr, self.hr_size), ('LR', lr, self.lr_size)):
             if im is not None and im.size != (s, s): raise DataError(f"{f[key]} is {im.size[0]}x{im.size[1]}, expected {s}x{s}")
         return _pair_item(lr, hr, sr, index, str(f['HR']), self.flip and _coin())
 
@@ -367,7 +367,7 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 def _layout(lr_size: int, hr_size: int) -> dict:
-    return {'HR': f'hr_{hr_size}', 'LR': f'lr_{lr_size}', 'SR': f'sr_{lr_size}_{hr_size}'}
+    return {'HR': f'hr_{hr_size}', 'LR': f'lr_{lr_size}', 'x_up': f'sr_{lr_size}_{hr_size}'}
 
 def _unique_names(paths: Sequence[Path], base: Path) -> list[str]:
     "Output names like the reference (`stem.zfill(5)`), made unique with the relative folder when stems repeat."
@@ -389,7 +389,7 @@ def _write_pairs(items, out: Path, lr_size: int, hr_size: int, lr_from: str = 'h
         if min(img.size) < hr_size and not allow_upscale:
             skipped.append({'file': label, 'reason': f'smaller than {hr_size} px', 'detail': f'{img.size[0]}x{img.size[1]}'}); continue
         lr, hr, sr = make_lr_hr(img, lr_size, hr_size, lr_from)
-        for im, key in ((lr, 'LR'), (hr, 'HR'), (sr, 'SR')): im.save(dirs[key] / f'{name}.png')
+        for im, key in ((lr, 'LR'), (hr, 'HR'), (sr, 'x_up')): im.save(dirs[key] / f'{name}.png')
         written += 1
     reasons = {}
     for s in skipped: reasons[s['reason']] = reasons.get(s['reason'], 0) + 1

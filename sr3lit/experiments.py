@@ -412,10 +412,10 @@ def prepare_test_set(preset: ExperimentPreset, cfg: training.TrainConfig, out_di
     items = [test_data[i] for i in indices]
     names = [_item_name(it) for it in items]
     if len(set(names)) != len(names): names = [f'{i:05d}_{n}' for i, n in zip(indices, names)]
-    batch = {k: torch.stack([it[k] for it in items]) for k in ('LR', 'HR', 'SR')}
+    batch = {k: torch.stack([it[k] for it in items]) for k in ('LR', 'HR', 'x_up')}
     key = {'dataset': cfg.dataset, 'data_dir': cfg.data_dir, 'lr_size': cfg.lr_size, 'hr_size': cfg.hr_size, 'names': names}
     def compute():
-        for k, folder in (('HR', 'hr'), ('LR', 'lr'), ('SR', 'bicubic')): write_images(batch[k], names, out_dir / 'test' / folder)
+        for k, folder in (('HR', 'hr'), ('LR', 'lr'), ('x_up', 'bicubic')): write_images(batch[k], names, out_dir / 'test' / folder)
         return {'names': names, 'indices': indices, 'n_available': len(test_data)}
     info = cached_stage(out_dir / 'stages' / 'test_set.json', key, compute, log, f'test set: {len(names)} images',
                         check=lambda r: all((out_dir / 'test' / f / f'{n}.png').is_file() for f in ('hr', 'lr', 'bicubic') for n in names))
@@ -682,9 +682,9 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     sr3 = runs['sr3']
     bs, seed, keep = preset.batch_size, preset.seed, min(preset.n_figure, len(test['names']))
 
-    stages = {'bicubic': image_stage(out_dir, 'bicubic', {'method': 'bicubic'}, lambda: (test['SR'], None), test, preset, log)}
+    stages = {'bicubic': image_stage(out_dir, 'bicubic', {'method': 'bicubic'}, lambda: (test['x_up'], None), test, preset, log)}
     stages['regression'] = image_stage(out_dir, 'regression', {'method': 'regression', 'step': runs['regression'].step},
-                                       lambda: (regression_outputs(runs['regression'], test['SR'], bs), None), test, preset, log)
+                                       lambda: (regression_outputs(runs['regression'], test['x_up'], bs), None), test, preset, log)
     full_n = max(n for sampler, _, n in plan if sampler == 'ddpm')
     full_tag = _tag('ddpm', 'full' if full_n == T else ('respace' if 'respace' in preset.schedules else preset.schedules[0]), full_n)
     for sampler, schedule, n in plan:
@@ -692,7 +692,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         record = tag == full_tag
         every = max(1, n // 10) if record else None
         produce = (lambda schedule=schedule, n=n, sampler=sampler, every=every:
-                   sr3_outputs(sr3, test['SR'], test['names'], steps=n, schedule='respace' if schedule == 'full' else schedule,
+                   sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule='respace' if schedule == 'full' else schedule,
                                sampler=sampler, seed=seed, batch_size=bs, trajectory_every=every, keep=keep, progress=progress))
         key = {'method': 'sr3', 'step': sr3.step, 'sampler': sampler, 'schedule': schedule, 'steps': n, 'seed': seed,
                'batch_size': bs, 'trajectory_every': every, 'keep': keep if record else 0}
@@ -701,8 +701,8 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     colour = cached_stage(out_dir / 'stages' / 'colour_by_noise_level.json',
                           {'step': sr3.step, 'names': test['names'], 'seed': seed},
                           lambda: {'sr3': {str(t): e for t, e in colour_error_by_noise_level(
-                                       sr3.model, configs['sr3'].noise_schedule(), test['SR'], test['HR'], seed=seed, batch_size=bs).items()},
-                                   'bicubic': float(mean_colour_error(test['SR'], test['HR']).mean())},
+                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed, batch_size=bs).items()},
+                                   'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean())},
                           log, "SR3's colour by noise level")
 
     # ---- assemble the numbers
@@ -740,7 +740,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
 
     # ---- figures
     figures = {}
-    ref, bic = test['HR'], test['SR']
+    ref, bic = test['HR'], test['x_up']
     reg_imgs, sr3_imgs = read_images(out_dir / 'samples' / 'regression', test['names']), read_images(out_dir / 'samples' / full_tag, test['names'])
     nf = keep
     figures['comparison'] = save_figure(image_table(

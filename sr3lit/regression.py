@@ -28,7 +28,7 @@ class RegressionObjective:
         self.p = p
 
     def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG | None = None) -> Tensor:
-        x_up, y0 = batch['SR'], batch['HR']
+        x_up, y0 = batch['x_up'], batch['HR']
         prediction = model(x_up, torch.zeros(x_up.shape[0], device=x_up.device, dtype=x_up.dtype))
         error = (prediction.float() - y0.float()).abs()       # no clamp while training: it would cut the gradient
         return error.pow(self.p).mean()

@@ -154,7 +154,7 @@ class DiffusionObjective:
 
     def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG) -> Tensor:
         noise_level, noise = self.draw(batch, rng)
-        return diffusion_loss(model, batch['SR'], batch['HR'], self.schedule, self.p, noise=noise, noise_level=noise_level)
+        return diffusion_loss(model, batch['x_up'], batch['HR'], self.schedule, self.p, noise=noise, noise_level=noise_level)
 
     def __repr__(self): return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method})"
 
@@ -662,7 +662,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, cfg: TrainC
     """Train `model` on `train_data` (a dataset of dicts) to minimise `objective`, writing the run to `run_dir`.
 
     Continues from the newest checkpoint in `run_dir` if there is one. `predict(model, x_up, generator)` turns the
-    'SR' images of `val_data` into predictions for the validation grid."""
+    'x_up' images of `val_data` into predictions for the validation grid."""
     own_ctx = ctx is None
     ctx = ctx or setup_distributed(cfg.device)
     try: return _fit(model, objective, train_data, cfg, Path(run_dir), val_data, predict, ctx)
@@ -717,12 +717,12 @@ def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx) -> 
         was_training = net.training
         net.eval()
         generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, 'validation'))   # same noise every time
-        with torch.no_grad(), autocast(): prediction = predict(net, val_batch['SR'], generator).float()
+        with torch.no_grad(), autocast(): prediction = predict(net, val_batch['x_up'], generator).float()
         net.train(was_training)
         (run_dir / 'val').mkdir(exist_ok=True)
-        save_image_grid([val_batch['SR'], prediction, val_batch['HR']], run_dir / 'val' / f'step-{step:08d}.png')
+        save_image_grid([val_batch['x_up'], prediction, val_batch['HR']], run_dir / 'val' / f'step-{step:08d}.png')
         val_log.write(step=step, psnr=_psnr(prediction, val_batch['HR']).mean().item(),
-                      psnr_bicubic=_psnr(val_batch['SR'], val_batch['HR']).mean().item())
+                      psnr_bicubic=_psnr(val_batch['x_up'], val_batch['HR']).mean().item())
 
     t_start = time.perf_counter()
     elapsed = lambda: elapsed_before + time.perf_counter() - t_start

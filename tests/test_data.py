@@ -226,11 +226,11 @@ def test_image_folder_dataset(tmp_path):
     ds = ImageFolderSR(make_folder(tmp_path / 'f'), 8, 32, split='test')
     assert len(ds) == 3 and {k: len(v) for k, v in ds.skipped.items()} == {'unreadable': 1, 'smaller than 32 px': 1}
     item = ds[0]
-    assert set(item) == {'HR', 'SR', 'LR', 'Index', 'path'}
-    assert item['HR'].shape == item['SR'].shape == (3, 32, 32) and item['LR'].shape == (3, 8, 8)
+    assert set(item) == {'HR', 'x_up', 'LR', 'Index', 'path'}
+    assert item['HR'].shape == item['x_up'].shape == (3, 32, 32) and item['LR'].shape == (3, 8, 8)
     # SR is the PIL bicubic upsampling of LR; LR the PIL bicubic downsampling of HR
     lr, hr = to_pil(item['LR']), to_pil(item['HR'])
-    assert np.array_equal(np.asarray(to_pil(item['SR'])), np.asarray(lr.resize((32, 32), Image.BICUBIC)))
+    assert np.array_equal(np.asarray(to_pil(item['x_up'])), np.asarray(lr.resize((32, 32), Image.BICUBIC)))
     assert np.array_equal(np.asarray(lr), np.asarray(hr.resize((8, 8), Image.BICUBIC)))
     assert torch.equal(ds[1]['HR'], ds[1]['HR'])
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
@@ -247,7 +247,7 @@ def test_training_flip_is_shared_and_random(tmp_path):
         item = train[0]
         flipped = not torch.equal(item['HR'], ref['HR'])
         seen.add(flipped)
-        for k in ('HR', 'SR', 'LR'): assert torch.equal(item[k], ref[k].flip(-1) if flipped else ref[k])
+        for k in ('HR', 'x_up', 'LR'): assert torch.equal(item[k], ref[k].flip(-1) if flipped else ref[k])
     assert seen == {True, False}
 
 
@@ -380,7 +380,7 @@ def test_embedded_photos_offline_and_split_by_photograph():
 def test_embedded_dataset_shapes(lr, hr):
     ds = embedded_dataset('test', hr, lr)
     item = ds[len(ds) - 1]
-    assert item['HR'].shape == (3, hr, hr) and item['LR'].shape == (3, lr, lr) and item['SR'].shape == (3, hr, hr)
+    assert item['HR'].shape == (3, hr, hr) and item['LR'].shape == (3, lr, lr) and item['x_up'].shape == (3, hr, hr)
     assert item['path'].startswith('embedded:')
 
 

@@ -22,7 +22,7 @@ def test_objective_is_the_mean_p_error_of_the_prediction(p, b, seed):
     model = lambda x, level: torch.einsum('oc,bchw->bohw', weight, x) + level.view(-1, 1, 1, 1)
     prediction = torch.einsum('oc,bchw->bohw', weight, up)                       # the noise level is 0
     expected = ((prediction - hr).abs() ** p).mean()
-    torch.testing.assert_close(RegressionObjective(p)(model, {'SR': up, 'HR': hr}), expected)
+    torch.testing.assert_close(RegressionObjective(p)(model, {'x_up': up, 'HR': hr}), expected)
     torch.testing.assert_close(regression_predict(model, up), prediction.clamp(-1, 1))
 
 

@@ -93,7 +93,7 @@ class _Tiny(torch.utils.data.Dataset):
     def __len__(self): return 5
     def __getitem__(self, i):
         hr = self.hr[i].flip(-1) if torch.rand(()) < 0.5 else self.hr[i]
-        return {'HR': hr, 'SR': hr.mean(0, keepdim=True).expand(3, 8, 8).clone()}
+        return {'HR': hr, 'x_up': hr.mean(0, keepdim=True).expand(3, 8, 8).clone()}
 
 
 class _Net(nn.Module):
