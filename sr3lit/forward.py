@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 
+from .checks import Case, Mistake, describe, per_image, print_passed, random_images, random_normal, run_check
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['check_mean_var', 'check_gaussian', 'per_sample', 'q_step', 'q_sample', 'timestep_tensor', 'q_mean_variance',
-           'forward_process_widget']
+__all__ = ['Q_SAMPLE_MISTAKES', 'check_mean_var', 'check_gaussian', 'per_sample', 'q_step', 'q_sample', 'timestep_tensor',
+           'q_mean_variance', 'check_q_sample', 'forward_process_widget']
 
 # %% ../nbs/01_forward.ipynb #2d4538ba
 def check_mean_var(samples: torch.Tensor, mean, var, n_se: float = 5.0, dim: int = -1):
@@ -102,6 +104,84 @@ def q_mean_variance(schedule: NoiseSchedule, y0: torch.Tensor, t) -> tuple[torch
     t = timestep_tensor(schedule, t, y0.shape[0] if y0.ndim else None)
     gamma = per_sample(schedule.at('gammas', t), y0)                 # float64, (B, 1, ..., 1)
     return gamma.sqrt().to(y0.dtype) * y0, (1 - gamma).to(y0.dtype)
+
+# %% ../nbs/01_forward.ipynb #bdeecb21
+Q_SAMPLE_MISTAKES = [
+    Mistake('noise_no_sqrt', "your output matches sqrt(gamma)*y0 + (1-gamma)*noise: the noise coefficient is missing its "
+            "square root (it should be sqrt(1-gamma), the standard deviation, not the variance 1-gamma)."),
+    Mistake('signal_no_sqrt', "your output matches gamma*y0 + sqrt(1-gamma)*noise: the signal coefficient is missing its "
+            "square root (the mean of q(y_t | y_0) is sqrt(gamma)*y0)."),
+    Mistake('no_sqrt', "your output matches gamma*y0 + (1-gamma)*noise: both coefficients are missing their square roots; "
+            "the mean is sqrt(gamma)*y0 and the standard deviation sqrt(1-gamma)."),
+    Mistake('swapped', "your output matches sqrt(1-gamma)*y0 + sqrt(gamma)*noise: the signal and noise coefficients are "
+            "swapped; gamma is the part of the signal's variance that survives, so y0 gets sqrt(gamma)."),
+    Mistake('minus', "your output matches sqrt(gamma)*y0 - sqrt(1-gamma)*noise: the noise enters with a + sign; the "
+            "network is trained to predict exactly the noise that was added."),
+    Mistake('one_minus_sqrt', "your output matches sqrt(gamma)*y0 + (1-sqrt(gamma))*noise: the noise coefficient is "
+            "sqrt(1-gamma), not 1-sqrt(gamma) (the variances gamma and 1-gamma add up to 1, not the standard deviations)."),
+    Mistake('signal_unscaled', "your output matches y0 + sqrt(1-gamma)*noise: the image must be scaled by sqrt(gamma), "
+            "otherwise the variance grows with t instead of staying 1."),
+    Mistake('noise_unscaled', "your output matches sqrt(gamma)*y0 + noise: the noise must be scaled by sqrt(1-gamma)."),
+    Mistake('last_axis', "gamma is broadcast along the wrong axis: a (B,) tensor times a (B, C, H, W) image lines up "
+            "with the last axis (W), not with the batch. Reshape gamma to (B, 1, 1, 1) first (per_sample(gamma, y0) does it).",
+            error=r"must match the size of tensor"),
+    Mistake('float32_gamma', "your output matches the formula with gamma rounded to float32 before 1 - gamma is "
+            "computed: near gamma = 1 (the report's first step has gamma = 1 - 1e-6) float32 keeps 1 - gamma to only "
+            "about 1%. Compute the square roots in float64 (gamma arrives in float64) and cast only the results to y0's dtype."),
+    Mistake('fresh_noise', "the part of your output beyond sqrt(gamma)*y0 has the right size but is not sqrt(1-gamma) "
+            "times the `noise` argument: use the noise you are given (draw fresh noise only when noise is None); "
+            "training must know which noise was added."),
+]
+
+def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> dict:
+    "What each mistake of Q_SAMPLE_MISTAKES returns for these inputs (computed in float64, cast to y0's dtype)."
+    Y, N = y0.to(torch.float64), noise.to(torch.float64)
+    g_flat = torch.as_tensor(gamma, dtype=torch.float64).reshape(-1)
+    g = g_flat.reshape(()) if not torch.is_tensor(gamma) else per_image(g_flat, Y)
+    g32 = g.to(torch.float32).to(torch.float64)
+    out = lambda signal, noise_coef: (signal * Y + noise_coef * N).to(y0.dtype)
+    v = {'noise_no_sqrt': out(g.sqrt(), 1 - g), 'signal_no_sqrt': out(g, (1 - g).sqrt()), 'no_sqrt': out(g, 1 - g),
+         'swapped': out((1 - g).sqrt(), g.sqrt()), 'minus': out(g.sqrt(), -(1 - g).sqrt()),
+         'one_minus_sqrt': out(g.sqrt(), 1 - g.sqrt()), 'signal_unscaled': out(torch.ones_like(g), (1 - g).sqrt()),
+         'noise_unscaled': out(g.sqrt(), torch.ones_like(g)), 'float32_gamma': out(g32.sqrt(), (1 - g32).sqrt())}
+    if torch.is_tensor(gamma) and Y.ndim > 1 and Y.shape[-1] == len(g_flat) and len(g_flat) > 1:
+        g_last = g_flat.reshape(*[1] * (Y.ndim - 1), -1)                          # (1, ..., 1, B): along W
+        v['last_axis'] = out(g_last.sqrt(), (1 - g_last).sqrt())
+    noisy = (1 - g).expand_as(Y) > 0.01                                           # where the noise is visible
+    if noisy.sum() >= 50:
+        def fresh_noise(o):
+            z = ((o.detach().to(torch.float64) - g.sqrt() * Y) / (1 - g).sqrt().clamp_min(1e-12))[noisy]
+            corr = torch.corrcoef(torch.stack([z, N[noisy]]))[0, 1]
+            return bool(torch.isfinite(z).all() and 0.7 < z.std() < 1.3 and corr.abs() < 0.5)
+        v['fresh_noise'] = fresh_noise
+    return v
+
+def _q_sample_cases() -> list[Case]:
+    import sr3lit.forward as _ref    # the reference: in a student's copy of this chapter, `q_sample` is the student's
+    gen = torch.Generator().manual_seed(2024)
+    report, cosine, quad = NoiseSchedule.make('linear', 2000), NoiseSchedule.make('cosine', 1000), NoiseSchedule.make('quad', 300, 1e-4, 2e-2)
+    specs = [  # (shape, dtype, gamma, label of gamma)
+        ((4, 3, 8, 8), torch.float32, report.at('gammas', torch.tensor([300, 900, 1400, 1900])), "gamma (4,) from the report's schedule, t = 300..1900"),
+        ((3, 1, 5, 7), torch.float64, cosine.at('gammas', torch.tensor([1, 400, 999])), "gamma (3,) from a cosine schedule, t = 1, 400, 999"),
+        ((3, 3, 6, 3), torch.float32, quad.at('gammas', torch.tensor([20, 150, 290])), "gamma (3,) from a quad schedule, a batch of 3 with W = 3"),
+        ((1, 3, 4, 4), torch.float64, 0.3, "gamma = 0.3 (a Python float)"),
+        ((5, 2, 4, 4), torch.float32, report.at('gammas', torch.tensor([1, 1, 2, 3, 1])), "gamma = 1 - 1e-6 and the report's next steps, float32"),
+        ((6, 10), torch.float64, torch.tensor([0.0, 1.0, 0.2, 0.5, 0.9, 0.99], dtype=torch.float64), "a 2-d batch with gamma in {0, 1, 0.2, 0.5, 0.9, 0.99}"),
+        ((2, 3, 16, 16), torch.float32, torch.tensor([0.05, 0.7], dtype=torch.float64), "gamma = 0.05, 0.7"),
+    ]
+    cases = []
+    for shape, dtype, gamma, what in specs:
+        y0, noise = random_images(shape, gen, dtype), random_normal(shape, gen, dtype)
+        cases.append(Case(f"y0 {describe(y0)}, {what}", (y0, gamma, noise), _ref.q_sample(y0, gamma, noise), _q_sample_variants(y0, gamma, noise)))
+    return cases
+
+def check_q_sample(fn: Callable) -> None:
+    "Check a student's `q_sample(y0, gamma, noise)` against `sr3lit.forward.q_sample`; raise `CheckFailed` naming the mistake."
+    hint = ("q(y_t | y_0) is sqrt(gamma)*y0 + sqrt(1-gamma)*noise, with gamma shaped (B, 1, ..., 1) so that each image "
+            "gets its own noise level.")
+    n = run_check('q_sample', fn, _q_sample_cases(), Q_SAMPLE_MISTAKES, hint,
+             dtype_hint="return a tensor of y0's dtype: compute the square roots in float64 and cast them with .to(y0.dtype) before multiplying.")
+    print_passed('q_sample', n)
 
 # %% ../nbs/01_forward.ipynb #d52d1155
 def _png_bytes(img: torch.Tensor, zoom: int = 4) -> bytes:

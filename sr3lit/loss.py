@@ -8,14 +8,18 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checks import (Case, CheckFailed, Mistake, call_exercise, close_enough, describe, print_passed, random_images,
+                           random_normal, run_check, step_terms)
 from .schedules import NoiseSchedule
 from .forward import q_sample
 
 # %% auto #0
-__all__ = ['NOISE_LEVEL_METHODS', 'sample_noise_level', 'diffusion_loss']
+__all__ = ['NOISE_LEVEL_METHODS', 'LOSS_MISTAKES', 'sample_noise_level', 'check_sample_noise_level', 'diffusion_loss',
+           'check_loss']
 
 # %% ../nbs/04_loss.ipynb #700f8572
 NOISE_LEVEL_METHODS = ('gamma', 'sqrt_gamma')
@@ -34,6 +38,151 @@ def sample_noise_level(schedule: NoiseSchedule, batch_size: int, generator: torc
     else: noise_level = low.sqrt() + u * (high.sqrt() - low.sqrt())
     ### END SOLUTION
     return t.to(device), noise_level.to(device)
+
+# %% ../nbs/04_loss.ipynb #d2320346
+def _ks_uniform(w: torch.Tensor) -> float:
+    "Kolmogorov-Smirnov distance between the values `w` and U(0, 1)."
+    x, n = w.sort().values.to(torch.float64), len(w)
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    return max((k / n - x).max().item(), (x - (k - 1) / n).max().item())
+
+def _ks_critical(n: int, p: float = 1e-6) -> float:
+    "The distance a correct sampler exceeds with probability about p (Kolmogorov's asymptotic distribution)."
+    return math.sqrt(-0.5 * math.log(p / 2) / n)
+
+def _in_interval(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rel: float = 1e-12) -> torch.Tensor:
+    return (x >= low * (1 - rel)) & (x <= high * (1 + rel))
+
+def _interval_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level: torch.Tensor, method=None) -> str | None:
+    "None if every gamma = level^2 lies in its step's interval, else what the draws match instead."
+    s = step_terms(schedule, t)
+    gamma = level.to(torch.float64) ** 2
+    if _in_interval(gamma, s['g'], s['gp']).all(): return None
+    def everywhere(condition, defined=None):
+        defined = torch.ones_like(condition) if defined is None else defined
+        return bool(defined.any() and condition[defined].all())
+    gammas = torch.from_numpy(schedule.gammas)
+    nxt = torch.where(t < schedule.T, gammas[t.clamp(max=schedule.T - 1)], torch.zeros((), dtype=torch.float64))  # gamma_{t+1}
+    before = torch.from_numpy(np.append(1.0, schedule.gammas_prev))[(t - 1).clamp(min=0)]                      # gamma_{t-2}
+    if everywhere(_in_interval(level.to(torch.float64), s['g'], s['gp'])):
+        return ("your noise_level is gamma itself, not its square root: return sqrt(gamma) (the network is called with "
+                "sqrt(gamma), the noise level).")
+    if everywhere(_in_interval(level.to(torch.float64) ** 4, s['g'], s['gp'])):
+        return "your noise_level is the square root taken twice, gamma^(1/4): return sqrt(gamma)."
+    if everywhere(_in_interval(gamma, nxt, s['g']), t < schedule.T):
+        return ("your gamma lies in (gamma_{t+1}, gamma_t), the next step's interval: the index is off by one. For step t, "
+                "gamma_t is gammas[t-1] and gamma_{t-1} is gammas_prev[t-1] (schedule.at('gammas', t), schedule.at('gammas_prev', t)).")
+    if everywhere(_in_interval(gamma, s['gp'], before), t > 1):
+        return ("your gamma lies in (gamma_{t-1}, gamma_{t-2}), the previous step's interval: the index is off by one. For "
+                "step t, gamma_t is gammas[t-1] and gamma_{t-1} is gammas_prev[t-1].")
+    if everywhere(_in_interval(gamma, s['g'], s['gp'], rel=1e-6)):
+        return ("your draws miss their interval (gamma_t, gamma_{t-1}) by float32 rounding: near gamma = 1 the intervals "
+                "are 1e-6 wide. Compute in float64 (the schedule's arrays are float64; torch.rand(..., dtype=torch.float64)).")
+    if everywhere(_in_interval(gamma, s['g'], torch.ones_like(gamma))):
+        return ("your gamma is drawn between gamma_t and 1; it must lie in step t's own interval (gamma_t, gamma_{t-1}).")
+    bad = int((~_in_interval(gamma, s['g'], s['gp'])).nonzero()[0])
+    return (f"{int((~_in_interval(gamma, s['g'], s['gp'])).sum())} of {len(t)} draws lie outside their step's interval "
+            f"(gamma_t, gamma_{{t-1}}); e.g. t = {int(t[bad])}: sqrt(gamma) = {level[bad].item():.6g}, gamma = "
+            f"{gamma[bad].item():.6g}, interval ({s['g'][bad].item():.6g}, {s['gp'][bad].item():.6g}).")
+
+def _position_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level: torch.Tensor, method: str) -> str | None:
+    "None if the draws are uniform within their intervals as `method` says (KS test), else what they look like."
+    s = step_terms(schedule, t)
+    lvl = level.to(torch.float64)
+    w_gamma = (lvl ** 2 - s['g']) / (s['gp'] - s['g'])
+    w_sqrt = (lvl - s['g'].sqrt()) / (s['gp'].sqrt() - s['g'].sqrt())
+    w, w_other = (w_gamma, w_sqrt) if method == 'gamma' else (w_sqrt, w_gamma)
+    crit = _ks_critical(len(w))
+    if _ks_uniform(w) <= crit: return None
+    variable = 'gamma' if method == 'gamma' else 'sqrt(gamma)'
+    if w.std() < 1e-6:
+        where = {0: 'gamma_t, the low end', 1: 'gamma_{t-1}, the high end', 0.5: 'the middle'}
+        at = next((v for k, v in where.items() if abs(w.mean().item() - k) < 1e-6), 'the same point')
+        return (f"every draw sits at {at} of its interval: draw u ~ U(0, 1) (torch.rand) and put {variable} at "
+                f"low + u * (high - low).")
+    if _ks_uniform(w_other) <= crit:
+        other = 'sqrt(gamma)' if method == 'gamma' else 'gamma'
+        return (f"with method={method!r} the draws are uniform in {other}, not in {variable}: method 'gamma' draws gamma "
+                f"uniformly (the report's Algorithm 1), 'sqrt_gamma' draws sqrt(gamma) uniformly (the reference "
+                f"implementation). Does your code look at `method`?")
+    return (f"with method={method!r} the draws are not uniform in {variable} within their intervals (Kolmogorov-Smirnov "
+            f"distance {_ks_uniform(w):.3f} > {crit:.3f}): draw u ~ U(0, 1) and set {variable} = low + u * (high - low).")
+
+# %% ../nbs/04_loss.ipynb #0f76fdec
+def _draw(fn: Callable, schedule: NoiseSchedule, batch_size: int, seed: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    "Call a student's sample_noise_level and check the structure of what it returns."
+    ex = 'sample_noise_level'
+    call = f"{ex}(schedule, {batch_size}, generator, {', '.join(f'{k}={v!r}' for k, v in kwargs.items())})".replace(', )', ')')
+    try: out = call_exercise(ex, fn, (schedule, batch_size, torch.Generator().manual_seed(seed)), kwargs)
+    except CheckFailed: raise
+    except Exception as e: raise CheckFailed(f"{ex} raised {type(e).__name__}: {e} (in {call})") from e
+    if not isinstance(out, (tuple, list)) or len(out) != 2 or not all(torch.is_tensor(o) for o in out):
+        raise CheckFailed(f"{ex} returned {type(out).__name__}; it must return the pair of tensors (t, noise_level) ({call}).")
+    t, level = out
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise CheckFailed(f"{ex}: t has dtype {t.dtype}; the steps are integers (torch.randint gives int64) ({call}).")
+    if not level.is_floating_point(): raise CheckFailed(f"{ex}: noise_level has dtype {level.dtype}; it must be float64 ({call}).")
+    for name, x in (('t', t), ('noise_level', level)):
+        if tuple(x.shape) != (batch_size,):
+            raise CheckFailed(f"{ex}: {name} has shape {tuple(x.shape)}; expected ({batch_size},), one value per image ({call}).")
+    if level.dtype != torch.float64:
+        raise CheckFailed(f"{ex}: noise_level has dtype {level.dtype}; it must be float64: for gamma within 1e-6 of 1 "
+                          f"(the report's first step) float32 cannot hold 1 - gamma ({call}).")
+    return t.long(), level
+
+def _step_counts_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level=None, method=None) -> str | None:
+    "None if the steps t are uniform over 1..T (all in range, both ends reached), else what is wrong."
+    T, n = schedule.T, len(t)
+    if (t == 0).any():
+        return ("t = 0 is drawn: steps run over 1..T (the report's '{0, ..., T}' is a typo; gamma_{-1} does not exist). "
+                "Draw t with torch.randint(1, T + 1, ...).")
+    if (t < 0).any() or (t > T).any():
+        return (f"t = {int(t[(t < 0) | (t > T)][0])} is drawn, outside 1..T = 1..{T}: torch.randint(low, high) draws "
+                f"low..high-1, so randint(1, T + 1) gives 1..T.")
+    if n >= 16 and len(t.unique()) == 1:
+        return ("the whole batch shares one t; each image draws its own step (the reference's single step per batch is "
+                "the option one_t_per_batch=True).")
+    if not (t == T).any(): return "t never reaches T: torch.randint(low, high) excludes high; draw with randint(1, T + 1)."
+    if not (t == 1).any(): return "t never equals 1: draw t from 1..T with torch.randint(1, T + 1)."
+    counts = torch.bincount(t, minlength=T + 1)[1:].to(torch.float64)
+    sd = math.sqrt(n * (1 / T) * (1 - 1 / T))
+    if ((counts - n / T).abs() > 6 * sd).any():
+        return f"t is not uniform over 1..T: the counts of t = 1..{T} in {n} draws are {counts.long().tolist()}."
+    return None
+
+def check_sample_noise_level(fn: Callable) -> None:
+    """Check a student's `sample_noise_level(schedule, batch_size, generator, method, one_t_per_batch)` by the
+    distribution of its draws; raise `CheckFailed` naming the mistake."""
+    ex, n, checks = 'sample_noise_level', 20_000, 0
+    wide = NoiseSchedule.from_gammas([0.64, 0.25, 0.04, 0.0025])
+    report = NoiseSchedule.make('linear', 2000)                    # the report's schedule
+    def fail(message): raise CheckFailed(f"{ex}: {message}")
+    _draw(fn, wide, 5, 0); checks += 1                                                    # shapes and dtypes
+    for method in ('gamma', 'sqrt_gamma'):
+        t, level = _draw(fn, wide, n, 1, method=method)
+        for diagnose in (_step_counts_diagnosis, _interval_diagnosis, _position_diagnosis):   # in this order: each needs the last
+            if (diagnosis := diagnose(wide, t, level, method)): fail(diagnosis)
+            checks += 1
+    t, level = _draw(fn, wide, 64, 3, one_t_per_batch=True)
+    if len(t.unique()) != 1: fail("with one_t_per_batch=True the batch must share one t: draw one step and expand it to the batch.")
+    if len(level.unique()) == 1: fail("with one_t_per_batch=True the batch shares t but each image still draws its own gamma.")
+    if (diagnosis := _interval_diagnosis(wide, t, level)): fail(diagnosis + " (with one_t_per_batch=True)")
+    checks += 2
+    (t1, l1), (t2, l2), (t3, l3) = (_draw(fn, wide, 256, seed) for seed in (4, 4, 5))
+    if not (torch.equal(t1, t2) and torch.equal(l1, l2)):
+        which = 'the steps t' if not torch.equal(t1, t2) else 'the noise levels'
+        fail(f"two calls with generators seeded alike give different {which}: pass generator=generator to every random "
+             f"call (torch.randint(..., generator=generator), torch.rand(..., generator=generator)).")
+    if torch.equal(t1, t3) and torch.equal(l1, l3): fail("generators with different seeds give the same draws.")
+    checks += 1
+    t, level = _draw(fn, report, n, 6)
+    if (diagnosis := _interval_diagnosis(report, t, level)): fail(diagnosis + " (the report's schedule, T = 2000)")
+    first_steps = NoiseSchedule(report.betas[:4])                   # gamma_1 = 1 - 1e-6: intervals 1e-6 wide near 1
+    t, level = _draw(fn, first_steps, 2000, 7)
+    if (diagnosis := _interval_diagnosis(first_steps, t, level)): fail(diagnosis + " (the report's first four steps)")
+    checks += 2
+    t, level = _draw(fn, wide, 1, 9); checks += 1                                       # a batch of one
+    print_passed(ex, checks)
 
 # %% ../nbs/04_loss.ipynb #d1bdc39f
 def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], x_lr_up: Tensor | None, y0: Tensor, schedule: NoiseSchedule, p: int = 1,
@@ -59,3 +208,124 @@ def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], x_lr_up: Tensor | 
     error = (eps_hat - noise).abs() if p == 1 else (eps_hat - noise) ** 2
     return error.mean() if reduction == 'mean' else error.flatten(1).sum(1).mean()
     ### END SOLUTION
+
+# %% ../nbs/04_loss.ipynb #4de434ed
+class _ProbeNet(nn.Module):
+    "A fixed 'network' eps_hat = w*(0.7 y - 0.2 y^2) + 0.3 x + level + level^2 that checks how it is called."
+    def __init__(self, x_channels: int, channels: int, batch: int, dtype: torch.dtype):
+        super().__init__()
+        self.x_channels, self.channels, self.batch = x_channels, channels, batch
+        self.w = nn.Parameter(torch.ones((), dtype=dtype))
+
+    def forward(self, inp: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+        want = self.x_channels + self.channels
+        cat = ("cat([x_lr_up, y_noisy], dim=1)" if self.x_channels else "the noisy image alone (x_lr_up is None)")
+        if not torch.is_tensor(inp) or inp.ndim != 4 or inp.shape[0] != self.batch or inp.shape[1] != want:
+            raise CheckFailed(f"the network was called with an input of shape {tuple(getattr(inp, 'shape', ()))}; "
+                              f"it takes (B, {want}, H, W) with B = {self.batch}: {cat}.")
+        if not torch.is_tensor(noise_level) or tuple(noise_level.shape) != (self.batch,):
+            raise CheckFailed(f"the network was called with a noise level of shape {tuple(getattr(noise_level, 'shape', ()))}; "
+                              f"it takes one value per image, shape ({self.batch},): sqrt(gamma), i.e. noise_level.")
+        if noise_level.dtype != inp.dtype:
+            raise CheckFailed(f"the network was called with a {noise_level.dtype} noise level for {inp.dtype} images: "
+                              f"cast it with .to(y0.dtype) (a float32 network cannot take float64 inputs).")
+        x, y = inp[:, :self.x_channels], inp[:, self.x_channels:]
+        level = noise_level.reshape(-1, 1, 1, 1)
+        out = self.w * (0.7 * y - 0.2 * y ** 2) + level + level ** 2
+        return out + 0.3 * x if self.x_channels else out
+
+LOSS_MISTAKES = [
+    Mistake('l2_for_l1', "your loss is the squared error where p=1 asks for the absolute error |eps_hat - noise| (L1)."),
+    Mistake('l1_for_l2', "your loss is the absolute error where p=2 asks for the squared error (eps_hat - noise)**2 (L2)."),
+    Mistake('rmse', "your loss is the square root of the mean squared error: p=2 is the squared error itself, no root."),
+    Mistake('sum_for_mean', "your loss is a sum where reduction='mean' asks for the average over every pixel of every "
+            "image: error.mean()."),
+    Mistake('mean_for_sum', "your loss is the average over pixels where reduction='sum' asks for eq. 13 literally: the "
+            "sum over each image's pixels, averaged over the images, error.flatten(1).sum(1).mean()."),
+    Mistake('sum_over_batch', "with reduction='sum' your loss also sums over the batch: eq. 13 sums over each image's "
+            "pixels and averages over the images, error.flatten(1).sum(1).mean()."),
+    Mistake('not_reduced', "your loss is not reduced to one number: it has one value per image (or per pixel); "
+            "average it (reduction='mean': error.mean(); 'sum': error.flatten(1).sum(1).mean())."),
+    Mistake('gamma_to_net', "the network is given gamma where it takes the noise level sqrt(gamma) (noise_level itself, "
+            "not noise_level**2)."),
+    Mistake('level_as_gamma', "the image is noised with gamma = noise_level, but noise_level is sqrt(gamma): call "
+            "q_sample(y0, noise_level**2, noise)."),
+    Mistake('cat_order', "the network's input is cat([y_noisy, x_lr_up]): the conditioning image comes first, "
+            "cat([x_lr_up, y_noisy], dim=1), as the network was trained."),
+    Mistake('clean_input', "the network is given the clean image y0: it must see the noisy image "
+            "q_sample(y0, noise_level**2, noise)."),
+    Mistake('image_target', "your loss compares the prediction with the clean image y0; the network predicts the noise: "
+            "compare eps_hat with `noise`."),
+]
+
+def _loss_variants(model: _ProbeNet, x: torch.Tensor | None, y0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor,
+                   p: int, reduction: str) -> dict:
+    "What each mistake of LOSS_MISTAKES gives, computed with the same probe network."
+    dt = y0.dtype
+    def predict(gamma_noised=None, net_level=None, swap=False, clean=False):
+        gamma = level ** 2 if gamma_noised is None else gamma_noised
+        y_noisy = y0 if clean else q_sample(y0, gamma, noise)
+        inp = y_noisy if x is None else torch.cat([y_noisy, x] if swap else [x, y_noisy], 1)
+        with torch.no_grad(): return model(inp, (level if net_level is None else net_level).to(dt))
+    def err(eps_hat, power=p, target=noise): return (eps_hat - target).abs() ** power
+    def reduce(e, how=reduction): return e.mean() if how == 'mean' else e.flatten(1).sum(1).mean()
+    eps_hat = predict()
+    v = {'gamma_to_net': reduce(err(predict(net_level=level ** 2))), 'level_as_gamma': reduce(err(predict(gamma_noised=level))),
+         'clean_input': reduce(err(predict(clean=True))), 'image_target': reduce(err(eps_hat, target=y0))}
+    if x is not None: v['cat_order'] = reduce(err(predict(swap=True)))
+    if p == 1: v['l2_for_l1'] = reduce(err(eps_hat, 2))
+    if p == 2: v['l1_for_l2'], v['rmse'] = reduce(err(eps_hat, 1)), reduce(err(eps_hat)).sqrt()
+    e = err(eps_hat)
+    if reduction == 'mean':
+        v['sum_for_mean'] = lambda out: any(close_enough(out, s, 1e-5, 1e-6) for s in (e.sum(), reduce(e, 'sum')))
+    else: v['mean_for_sum'], v['sum_over_batch'] = e.mean(), e.sum()
+    v['not_reduced'] = lambda out: torch.is_tensor(out) and out.ndim > 0 and any(
+        close_enough(out, r, 1e-5, 1e-6) for r in (e, e.flatten(1).mean(1), e.flatten(1).sum(1)))
+    return v
+
+def _loss_cases() -> list[Case]:
+    import sr3lit.loss as _ref    # the reference: in a student's copy of this chapter, `diffusion_loss` is the student's
+    gen = torch.Generator().manual_seed(11)
+    report = NoiseSchedule.make('linear', 2000)
+    specs = [  # (batch, channels, size, dtype, conditioned, p, reduction)
+        (4, 3, (8, 8), torch.float32, True, 1, 'mean'), (3, 1, (5, 7), torch.float64, False, 2, 'mean'),
+        (2, 3, (4, 4), torch.float64, True, 2, 'sum'), (5, 3, (6, 6), torch.float32, True, 1, 'sum'),
+        (1, 3, (8, 8), torch.float64, True, 2, 'mean'), (3, 2, (4, 6), torch.float64, False, 1, 'sum'),
+    ]
+    cases = []
+    for B, C, (H, W), dt, conditioned, p, reduction in specs:
+        y0, noise = random_images((B, C, H, W), gen, dt), random_normal((B, C, H, W), gen, dt)
+        x = random_images((B, C, H, W), gen, dt) if conditioned else None
+        level = torch.rand(B, generator=gen, dtype=torch.float64) * 0.9 + 0.05            # sqrt(gamma) in (0.05, 0.95)
+        model = _ProbeNet(C if conditioned else 0, C, B, dt)
+        with torch.no_grad(): expected = _ref.diffusion_loss(model, x, y0, report, p, reduction, noise=noise, noise_level=level)
+        label = f"y0 {describe(y0)}, {'with' if conditioned else 'without'} x_lr_up, p={p}, reduction={reduction!r}"
+        cases.append(Case(label, (model, x, y0, report), expected, _loss_variants(model, x, y0, noise, level, p, reduction),
+                          kwargs=dict(p=p, reduction=reduction, noise=noise, noise_level=level)))
+    return cases
+
+def _scalar(exercise: str) -> Callable:
+    "An `extract` for losses: a one-element tensor as a 0-d one; a Python number is refused."
+    def extract(out, case: Case):
+        if isinstance(out, (float, int)) and not isinstance(out, bool):
+            raise CheckFailed(f"{exercise} returned a Python {type(out).__name__} (was .item() called?): return the tensor, "
+                              f"so that loss.backward() can reach the network's parameters.")
+        return out.reshape(()) if torch.is_tensor(out) and out.numel() == 1 else out
+    return extract
+
+def check_loss(fn: Callable) -> None:
+    """Check a student's `diffusion_loss(model, x_lr_up, y0, schedule, p, reduction, noise=, noise_level=)` against
+    `sr3lit.loss.diffusion_loss`; raise `CheckFailed` naming the mistake."""
+    ex, cases = 'diffusion_loss', _loss_cases()
+    hint = ("the loss is |model(cat([x_lr_up, y_noisy], 1), noise_level) - noise|**p with y_noisy = "
+            "q_sample(y0, noise_level**2, noise), reduced as `reduction` says.")
+    n = run_check(ex, fn, cases, LOSS_MISTAKES, hint, extract=_scalar(ex))
+    case = cases[0]                                                       # the loss must reach the network's weights
+    out = fn(*case.args, **case.kwargs)
+    if not out.requires_grad:
+        raise CheckFailed(f"{ex}: the loss does not depend on the network's parameters for autograd (out.requires_grad is "
+                          f"False): no torch.no_grad(), .detach() or .item() on the way from the prediction to the loss.")
+    model = case.args[0]
+    model.zero_grad(); out.sum().backward()
+    if model.w.grad is None or not torch.isfinite(model.w.grad): raise CheckFailed(f"{ex}: backward() gives the network no gradient.")
+    print_passed(ex, n + 1)

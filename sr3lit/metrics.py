@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 import numpy as np
@@ -15,14 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import Case, Mistake, close_enough, describe, print_passed, run_check
 from .data import downsample
 
 # %% auto #0
-__all__ = ['SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'INCEPTION_FID_WEIGHTS', 'INCEPTION_FID_URL',
+__all__ = ['PSNR_MISTAKES', 'SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'INCEPTION_FID_WEIGHTS', 'INCEPTION_FID_URL',
            'INCEPTION_TORCHVISION_WEIGHTS', 'INCEPTION_TORCHVISION_URL', 'ALEXNET_WEIGHTS', 'ALEXNET_URL',
-           'LPIPS_LINEAR_WEIGHTS', 'LPIPS_LINEAR_SOURCE', 'to_pixels', 'rgb_to_y', 'psnr', 'gaussian_window',
-           'ssim_map', 'ssim', 'consistency', 'sample_diversity', 'frechet_distance', 'fid_from_features',
-           'InceptionFeatures', 'load_inception', 'inception_features', 'LPIPS', 'load_lpips']
+           'LPIPS_LINEAR_WEIGHTS', 'LPIPS_LINEAR_SOURCE', 'to_pixels', 'rgb_to_y', 'psnr', 'check_psnr',
+           'gaussian_window', 'ssim_map', 'ssim', 'consistency', 'sample_diversity', 'frechet_distance',
+           'fid_from_features', 'InceptionFeatures', 'load_inception', 'inception_features', 'LPIPS', 'load_lpips']
 
 # %% ../nbs/08_metrics.ipynb #3b7b6a4b
 def to_pixels(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
@@ -69,6 +71,94 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_borde
     # MSE = 0 means a perfect reconstruction: PSNR is +inf by definition, said explicitly
     return torch.where(mse == 0, torch.full_like(mse, math.inf), 10 * torch.log10(255.0**2 / mse.clamp_min(1e-300)))
     ### END SOLUTION
+
+# %% ../nbs/08_metrics.ipynb #28a3a714
+def _psnr_variant(sr: torch.Tensor, hr: torch.Tensor, *, clip: bool = True, pixels: str | None = 'round', unit: bool = False,
+                 peak: float = 255.0, squared_peak: bool = True, log=torch.log10, over: str = 'image', batch_mean: bool = False,
+                 sum_errors: bool = False, mse_as_rmse: bool = False) -> torch.Tensor:
+    """The wrong answers of `check_psnr`: PSNR in float64 with a switch per convention (all defaults: `psnr`). `unit` keeps the [-1, 1] values
+    instead of [0, 255] pixels; `pixels` rounds ('round'), truncates ('floor') or keeps (None) them; `over` is the
+    set the squared error is averaged over ('image', 'channel' or 'batch')."""
+    a, b = sr.detach().to(torch.float64), hr.detach().to(torch.float64)
+    if clip: a, b = a.clamp(-1, 1), b.clamp(-1, 1)
+    if not unit:
+        a, b = (a + 1) * 127.5, (b + 1) * 127.5
+        if pixels == 'round': a, b = a.round(), b.round()
+        elif pixels == 'floor': a, b = a.floor(), b.floor()
+    dims = {'image': (1, 2, 3), 'channel': (2, 3), 'batch': (0, 1, 2, 3)}[over]
+    se = (a - b) ** 2
+    mse = se.sum(dims) if sum_errors else se.mean(dims)
+    value = 20 * log(peak / mse) if mse_as_rmse else 10 * log((peak ** 2 if squared_peak else peak) / mse)
+    return value.mean() if batch_mean else value
+
+PSNR_MISTAKES = [
+    Mistake('range_1', "your PSNR is 6.02 dB too low: it uses a data range of 1 for [-1, 1] images, which span 2 (the "
+            "same happens with pixels x*255 instead of (x+1)*127.5). Compute on 8-bit pixels round((x+1)*127.5) with peak 255."),
+    Mistake('range_255_unit', "your PSNR is about 42 dB too high: it puts the peak 255 over the squared error of the "
+            "[-1, 1] values. Map the images to 8-bit pixels round((clip(x, -1, 1) + 1) * 127.5) first."),
+    Mistake('raw', "your PSNR matches the [-1, 1] values with data range 2 (or unrounded [0, 255] pixels): the convention "
+            "measures the images as saved, so clip to [-1, 1], map to [0, 255] and round to integers first."),
+    Mistake('unquantized', "your pixels are not rounded to integers: round((clip(x, -1, 1) + 1) * 127.5), the 8-bit "
+            "image that is saved and compared."),
+    Mistake('unclipped', "your images are not clipped to [-1, 1] before conversion: a sample that overshoots is saved "
+            "as 0 or 255, so clamp first."),
+    Mistake('truncated', "your pixels are truncated (floor, or .byte()/.to(torch.uint8), which cut off the fraction) "
+            "instead of rounded: use .round() before any integer conversion."),
+    Mistake('batch_mean', "your psnr returns one number for the batch, the mean of the images' PSNRs: return one value "
+            "per image, shape (B,) (average over the batch yourself when you report)."),
+    Mistake('batch_mse', "your psnr averages the squared error over the whole batch: average over each image's pixels "
+            "(dims 1, 2, 3) to get one PSNR per image, shape (B,)."),
+    Mistake('per_channel', "your psnr gives one value per image and channel: average the squared error over the "
+            "channels too (dims 1, 2, 3)."),
+    Mistake('ln', "your PSNR uses the natural logarithm: decibels are 10*log10(peak^2/MSE) (torch.log10)."),
+    Mistake('peak_not_squared', "your PSNR is 10*log10(255/MSE): the peak is squared, 10*log10(255**2/MSE) (or "
+            "20*log10(255/sqrt(MSE)))."),
+    Mistake('mse_as_rmse', "your PSNR is 20*log10(255/MSE): with the factor 20 the denominator is the root mean square "
+            "error, 20*log10(255/sqrt(MSE)), or use 10*log10(255**2/MSE)."),
+    Mistake('sum_errors', "your PSNR sums the squared errors over the pixels: the MSE is their mean."),
+    Mistake('identical_not_inf', "identical images must give +inf (their MSE is 0); yours gives a finite number or NaN "
+            "there: do not add a small constant to the MSE (torch gives 10*log10(255**2/0) = inf)."),
+]
+
+def _psnr_pair(shape, gen: torch.Generator, dtype, spread: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "hr on [-1, 1] and sr = hr plus errors of about `spread` grey levels, both 0.1-0.4 of a level off the rounding thresholds."
+    levels = torch.randint(0, 256, shape, generator=gen).to(torch.float64)
+    offset = lambda: (torch.rand(shape, generator=gen, dtype=torch.float64) * 0.3 + 0.1) * torch.where(
+        torch.rand(shape, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
+    sr_levels = levels + (torch.randn(shape, generator=gen, dtype=torch.float64) * spread).round()   # overshoots 0..255 at times
+    to_unit = lambda p: (p / 127.5 - 1).to(dtype)
+    return to_unit(sr_levels + offset()), to_unit(levels + offset())
+
+def _psnr_cases() -> list[Case]:
+    import sr3lit.metrics as _ref    # the reference: in a student's copy of this chapter, `psnr` is the student's
+    gen = torch.Generator().manual_seed(10)
+    specs = [((4, 3, 16, 16), torch.float32, 6.0), ((3, 1, 8, 8), torch.float64, 3.0), ((1, 3, 12, 12), torch.float64, 10.0),
+             ((5, 3, 8, 8), torch.float32, 20.0), ((2, 3, 8, 8), torch.float64, 4.0)]
+    cases = []
+    for k, (shape, dt, spread) in enumerate(specs):
+        sr, hr = _psnr_pair(shape, gen, dt, spread)
+        what = f"sr, hr {describe(sr)}, errors of about {spread:g} grey levels"
+        if k == len(specs) - 1: sr[0], what = hr[0], what + ", the first image identical"
+        v = {'range_1': _psnr_variant(sr, hr, clip=False, unit=True, peak=1.0), 'range_255_unit': _psnr_variant(sr, hr, clip=False, unit=True),
+             'raw': _psnr_variant(sr, hr, clip=False, pixels=None), 'unquantized': _psnr_variant(sr, hr, pixels=None),
+             'unclipped': _psnr_variant(sr, hr, clip=False), 'truncated': _psnr_variant(sr, hr, pixels='floor'),
+             'batch_mean': _psnr_variant(sr, hr, batch_mean=True), 'batch_mse': _psnr_variant(sr, hr, over='batch'),
+             'per_channel': _psnr_variant(sr, hr, over='channel'), 'ln': _psnr_variant(sr, hr, log=torch.log),
+             'peak_not_squared': _psnr_variant(sr, hr, squared_peak=False), 'mse_as_rmse': _psnr_variant(sr, hr, mse_as_rmse=True),
+             'sum_errors': _psnr_variant(sr, hr, sum_errors=True)}
+        expected = _ref.psnr(sr, hr)
+        if torch.isinf(expected).any():
+            finite = torch.isfinite(expected)
+            v['identical_not_inf'] = lambda out, e=expected, f=finite: (torch.is_tensor(out) and out.shape == e.shape and
+                                        close_enough(out[f], e[f], 1e-5, 1e-5) and not torch.isposinf(out[~f]).all())
+        cases.append(Case(what, (sr, hr), expected, v, rtol=1e-5, atol=1e-5))
+    return cases
+
+def check_psnr(fn: Callable) -> None:
+    "Check a student's `psnr(sr, hr)` (per image, [-1, 1] batches, on 8-bit pixels) against `sr3lit.metrics.psnr`."
+    hint = ("PSNR is 10*log10(255**2/MSE) per image, the MSE over each image's 8-bit pixels "
+            "round((clip(x, -1, 1) + 1) * 127.5).")
+    print_passed('psnr', run_check('psnr', fn, _psnr_cases(), PSNR_MISTAKES, hint))
 
 # %% ../nbs/08_metrics.ipynb #62cff051
 SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW = 0.01, 0.03, 1.5, 11

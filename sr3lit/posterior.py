@@ -5,15 +5,19 @@
 # %% ../nbs/02_posterior.ipynb #3bc1baaf
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
-from .forward import per_sample, timestep_tensor
+from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, per_image, print_passed, random_images,
+                           random_normal, run_check, step_terms)
+from .forward import per_sample, q_sample, timestep_tensor
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['posterior_coefficients', 'posterior_mean_variance', 'posterior_log_variance_clipped', 'predict_y0_from_noise',
-           'posterior_mean_from_noise']
+__all__ = ['POSTERIOR_MEAN_MISTAKES', 'POSTERIOR_VARIANCE_MISTAKES', 'posterior_coefficients', 'posterior_mean_variance',
+           'posterior_log_variance_clipped', 'check_posterior', 'predict_y0_from_noise', 'posterior_mean_from_noise']
 
 # %% ../nbs/02_posterior.ipynb #90321bd4
 def posterior_coefficients(schedule: NoiseSchedule, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,6 +51,139 @@ def posterior_log_variance_clipped(schedule: NoiseSchedule, t, like: torch.Tenso
     t = timestep_tensor(schedule, t, like.shape[0] if like is not None and like.ndim else None)
     values = torch.from_numpy(np.log(variances))[t - 1]
     return values if like is None else per_sample(values, like).to(like.dtype)
+
+# %% ../nbs/02_posterior.ipynb #0efa74e0
+POSTERIOR_MEAN_MISTAKES = [
+    Mistake('report_eq9', "your mean uses gamma_t where gamma_{t-1} belongs, as the report's eq. 9 prints it: the "
+            "coefficient of y_t is sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t) and that of y_0 is "
+            "sqrt(gamma_{t-1})*beta_t/(1-gamma_t) (gamma_prev, not gamma, in both numerators)."),
+    Mistake('gamma_in_yt', "the coefficient of y_t uses gamma_t where gamma_{t-1} belongs: it is "
+            "sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)."),
+    Mistake('gamma_in_y0', "the coefficient of y_0 uses sqrt(gamma_t) where sqrt(gamma_{t-1}) belongs: it is "
+            "sqrt(gamma_{t-1})*beta_t/(1-gamma_t)."),
+    Mistake('alpha_no_sqrt', "the coefficient of y_t has alpha_t where sqrt(alpha_t) belongs (one forward step scales "
+            "y_{t-1} by sqrt(alpha_t))."),
+    Mistake('gamma_prev_no_sqrt', "the coefficient of y_0 has gamma_{t-1} where sqrt(gamma_{t-1}) belongs (the mean of "
+            "q(y_{t-1} | y_0) is sqrt(gamma_{t-1})*y_0)."),
+    Mistake('swapped', "the coefficients of y_t and y_0 are swapped: sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t) "
+            "multiplies y_t, sqrt(gamma_{t-1})*beta_t/(1-gamma_t) multiplies y_0."),
+    Mistake('minus', "y_0 enters the mean with a minus sign: the posterior mean is a weighted sum of y_t and y_0 with "
+            "positive weights."),
+    Mistake('t_plus_1', "your mean is the posterior of step t+1: t is off by one. Step t's terms are at index t-1 "
+            "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
+    Mistake('t_minus_1', "your mean is the posterior of step t-1: t is off by one. Step t's terms are at index t-1, "
+            "e.g. schedule.at('gammas', t), and gamma_{t-1} is schedule.at('gammas_prev', t)."),
+    Mistake('float32', "your mean matches the formula computed in float32: at the report's early steps 1 - gamma_{t-1} "
+            "is about 1e-6 and float32 keeps it to about 1%. Compute the coefficients in float64 (the schedule's arrays "
+            "are float64) and cast only the results to y_t's dtype."),
+]
+POSTERIOR_VARIANCE_MISTAKES = [
+    Mistake('beta', "your variance is beta_t, the variance of a forward step (the report's Algorithm 2 uses it as the "
+            "reverse step's noise); the posterior's is beta_tilde_t = (1-gamma_{t-1})/(1-gamma_t)*beta_t (eq. 10)."),
+    Mistake('ratio_flipped', "your variance is (1-gamma_t)/(1-gamma_{t-1})*beta_t: the ratio is upside down; the "
+            "posterior variance (1-gamma_{t-1})/(1-gamma_t)*beta_t is smaller than beta_t."),
+    Mistake('std', "your variance is the standard deviation sqrt(beta_tilde_t): return the variance itself, "
+            "(1-gamma_{t-1})/(1-gamma_t)*beta_t."),
+    Mistake('marginal', "your variance is 1 - gamma_t, the variance of q(y_t | y_0); the posterior q(y_{t-1} | y_t, y_0) "
+            "has (1-gamma_{t-1})/(1-gamma_t)*beta_t."),
+    Mistake('t_plus_1', "your variance is that of step t+1: t is off by one. Step t's terms are at index t-1 "
+            "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
+    Mistake('t_minus_1', "your variance is that of step t-1: t is off by one. Step t's terms are at index t-1, and "
+            "gamma_{t-1} is schedule.at('gammas_prev', t)."),
+    Mistake('float32', "your variance matches the formula computed in float32: at the report's early steps "
+            "1 - gamma_{t-1} is about 1e-6 and float32 keeps it to about 1%. Compute in float64, cast at the end."),
+    Mistake('shape_B', "your variance has shape (B,): it must broadcast against y_t of shape (B, C, H, W), and a (B,) "
+            "tensor lines up with the last axis W. Give it shape (B, 1, 1, 1) (per_sample(variance, yt) does it)."),
+]
+
+def _posterior_formula(schedule: NoiseSchedule, t, y0: torch.Tensor, yt: torch.Tensor, shift: int = 0, dtype=torch.float64, **swap):
+    """Mean and variance (B,1,..,1) of the posterior at steps t+shift, with the terms held in `dtype` and optional
+    mistakes in `swap`; None if a step falls outside 1..T."""
+    s = step_terms(schedule, torch.as_tensor(t).reshape(-1) + shift)
+    if s is None: return None
+    b, a, g, gp = (per_image(s[k].to(dtype), yt) for k in ('b', 'a', 'g', 'gp'))
+    num_yt = (1 - g) if swap.get('gamma_in_yt') else (1 - gp)
+    root_y0 = g.sqrt() if swap.get('gamma_in_y0') else (gp if swap.get('gamma_prev_no_sqrt') else gp.sqrt())
+    c_yt = (a if swap.get('alpha_no_sqrt') else a.sqrt()) * num_yt / (1 - g)
+    c_y0 = root_y0 * b / (1 - g)
+    if swap.get('swapped'): c_yt, c_y0 = c_y0, c_yt
+    Y0, Yt = y0.to(torch.float64), yt.to(torch.float64)
+    mean = c_yt.to(torch.float64) * Yt + (-1 if swap.get('minus') else 1) * c_y0.to(torch.float64) * Y0
+    return mean.to(yt.dtype), ((1 - gp) / (1 - g) * b).to(torch.float64)
+
+def _posterior_variants(schedule: NoiseSchedule, y0: torch.Tensor, yt: torch.Tensor, t) -> tuple[dict, dict]:
+    "What each mistake gives: (mean variants, variance variants), variances broadcast to yt's shape."
+    full = lambda v: None if v is None else v.expand(yt.shape).to(yt.dtype)
+    mean = lambda **kw: (lambda r: None if r is None else r[0])(_posterior_formula(schedule, t, y0, yt, **kw))
+    var = lambda **kw: (lambda r: None if r is None else r[1])(_posterior_formula(schedule, t, y0, yt, **kw))
+    means = {'report_eq9': mean(gamma_in_yt=True, gamma_in_y0=True), 'gamma_in_yt': mean(gamma_in_yt=True),
+             'gamma_in_y0': mean(gamma_in_y0=True), 'alpha_no_sqrt': mean(alpha_no_sqrt=True),
+             'gamma_prev_no_sqrt': mean(gamma_prev_no_sqrt=True), 'swapped': mean(swapped=True), 'minus': mean(minus=True),
+             't_plus_1': mean(shift=1), 't_minus_1': mean(shift=-1)}
+    if yt.dtype == torch.float32: means['float32'] = mean(dtype=torch.float32)
+    s = step_terms(schedule, torch.as_tensor(t).reshape(-1))
+    b, g, gp = (per_image(s[k], yt) for k in ('b', 'g', 'gp'))
+    beta_tilde = (1 - gp) / (1 - g) * b
+    variances = {'beta': full(b), 'ratio_flipped': full((1 - g) / (1 - gp) * b), 'std': full(beta_tilde.sqrt()),
+                 'marginal': full(1 - g), 't_plus_1': full(var(shift=1)), 't_minus_1': full(var(shift=-1))}
+    if yt.dtype == torch.float32: variances['float32'] = full(var(dtype=torch.float32))
+    B = yt.shape[0]
+    flat = beta_tilde.flatten().expand(B) if beta_tilde.numel() == 1 else beta_tilde.flatten()
+    variances['shape_B'] = flat.to(yt.dtype)                                     # returned as is (no broadcast possible)
+    if yt.shape[-1] == B and B > 1 and len(torch.as_tensor(t).reshape(-1)) > 1:
+        variances['shape_B'] = flat.reshape(*[1] * (yt.ndim - 1), -1).expand(yt.shape).to(yt.dtype)   # lined up with W
+    return means, variances
+
+def _posterior_cases() -> tuple[list[Case], list[Case]]:
+    import sr3lit.posterior as _ref    # the reference: in a student's copy of this chapter, the functions above are the student's
+    gen = torch.Generator().manual_seed(7)
+    big = NoiseSchedule(np.linspace(0.05, 0.3, 10))
+    report, cosine = NoiseSchedule.make('linear', 2000), NoiseSchedule.make('cosine', 100)
+    respaced = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2).respace(25)
+    specs = [  # (schedule, label, shape, dtype, t)
+        (big, 'ten big steps', (4, 3, 5, 5), torch.float64, torch.tensor([1, 2, 5, 10])),
+        (big, 'ten big steps, W = B', (3, 1, 6, 3), torch.float32, torch.tensor([3, 7, 9])),
+        (cosine, 'cosine T=100', (2, 3, 4, 4), torch.float64, 37),
+        (report, "the report's schedule", (4, 3, 8, 8), torch.float32, torch.tensor([2, 3, 10, 1000])),
+        (respaced, 'a respaced schedule T=25', (5, 2, 3, 3), torch.float64, torch.tensor([1, 5, 12, 24, 25])),
+        (report, "the report's schedule", (1, 3, 4, 4), torch.float64, 2000),
+    ]
+    mean_cases, var_cases = [], []
+    for sched, what, shape, dtype, t in specs:
+        y0 = random_images(shape, gen, dtype)
+        yt = q_sample(y0, sched.at('gammas', torch.as_tensor(t).reshape(-1)).expand(shape[0]), random_normal(shape, gen, dtype))
+        mean, var = _ref.posterior_mean_variance(sched, y0, yt, t)
+        label = f"y0, yt {describe(y0)}, {what}, t = {t.tolist() if torch.is_tensor(t) else t}"
+        means, variances = _posterior_variants(sched, y0, yt, t)
+        args = (sched, y0, yt, t)
+        mean_cases.append(Case(label, args, mean, means))
+        # variances are as small as 1e-6: compared relatively, with no absolute slack
+        var_cases.append(Case(label, args, var.expand(yt.shape), variances, atol=1e-30))
+    return mean_cases, var_cases
+
+def _pair_part(exercise: str, index: int, broadcast_to_input: int | None = None) -> Callable:
+    "An `extract` for functions returning (mean, variance): part `index`, broadcast to the shape of input `broadcast_to_input`."
+    def extract(out, case: Case):
+        if out is None: raise CheckFailed(f"{exercise} returned None on {case.label}: is the `return` missing?")
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise CheckFailed(f"{exercise} returned a {type(out).__name__} on {case.label}; it must return the pair (mean, variance).")
+        part = out[index]
+        if broadcast_to_input is not None and torch.is_tensor(part):
+            try: return torch.broadcast_to(part, case.args[broadcast_to_input].shape)
+            except RuntimeError: return part
+        return part
+    return extract
+
+def check_posterior(fn: Callable) -> None:
+    """Check a student's `posterior_mean_variance(schedule, y0, yt, t)` (mean and variance of q(y_{t-1} | y_t, y_0))
+    against `sr3lit.posterior`; raise `CheckFailed` naming the mistake."""
+    ex, mean_cases, var_cases = 'posterior_mean_variance', *_posterior_cases()
+    dtype_hint = "compute the coefficients in float64 and cast them with .to(yt.dtype)."
+    n = run_check(ex + ' (the mean)', fn, mean_cases, POSTERIOR_MEAN_MISTAKES, extract=_pair_part(ex, 0), dtype_hint=dtype_hint,
+             hint="the mean is sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)*y_t + sqrt(gamma_{t-1})*beta_t/(1-gamma_t)*y_0.")
+    n += run_check(ex + ' (the variance)', fn, var_cases, POSTERIOR_VARIANCE_MISTAKES, extract=_pair_part(ex, 1, 2), dtype_hint=dtype_hint,
+              hint="the variance is (1-gamma_{t-1})/(1-gamma_t)*beta_t, shaped (B, 1, 1, 1).")
+    print_passed(ex, n)
 
 # %% ../nbs/02_posterior.ipynb #14ee0d92
 def predict_y0_from_noise(schedule: NoiseSchedule, yt: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:

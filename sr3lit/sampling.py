@@ -13,13 +13,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, per_image, print_passed, random_images,
+                           random_normal, run_check, step_terms)
 from .forward import timestep_tensor
 from .posterior import posterior_mean_variance, predict_y0_from_noise
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['SCHEDULE_METHODS', 'VARIANCES', 'SAMPLERS', 'sampling_schedule', 'ExactDenoiser', 'p_sample_step',
-           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'implied_score', 'annealed_langevin']
+__all__ = ['SCHEDULE_METHODS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS', 'sampling_schedule', 'ExactDenoiser',
+           'p_sample_step', 'check_reverse_step', 'reverse_step_coefficients', 'SamplingTrace', 'sample',
+           'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
 SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr')
@@ -139,6 +142,133 @@ def p_sample_step(model: Callable, schedule: NoiseSchedule, x_up: torch.Tensor, 
     not_last = (t > 1).to(y_t.dtype).reshape(-1, *[1] * (y_t.ndim - 1))    # no noise at the last step
     return mean + not_last * var.sqrt() * noise
     ### END SOLUTION
+
+# %% ../nbs/09_sampling.ipynb #4bb2287a
+class _StepProbe(nn.Module):
+    "A fixed noise predictor eps_hat = 0.8 tanh(y) + 0.4 x - level + 0.5 level^2 that checks how it is called."
+    def __init__(self, channels: int, batch: int):
+        super().__init__()
+        self.channels, self.batch = channels, batch
+
+    def forward(self, inp: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+        c = self.channels
+        if not torch.is_tensor(inp) or inp.ndim != 4 or inp.shape[0] != self.batch or inp.shape[1] != 2 * c:
+            raise CheckFailed(f"the network was called with an input of shape {tuple(getattr(inp, 'shape', ()))}; it takes "
+                              f"(B, {2 * c}, H, W) with B = {self.batch}: cat([x_up, y_t], dim=1).")
+        if not torch.is_tensor(noise_level) or tuple(noise_level.shape) != (self.batch,):
+            raise CheckFailed(f"the network was called with a noise level of shape {tuple(getattr(noise_level, 'shape', ()))}; "
+                              f"it takes one value per image, shape ({self.batch},): sqrt(gamma_t).")
+        if noise_level.dtype != inp.dtype:
+            raise CheckFailed(f"the network was called with a {noise_level.dtype} noise level for {inp.dtype} images: "
+                              f"cast it with .to(y_t.dtype).")
+        level = noise_level.reshape(-1, 1, 1, 1)
+        return 0.8 * torch.tanh(inp[:, c:]) + 0.4 * inp[:, :c] - level + 0.5 * level ** 2
+
+def _reverse_step_variant(model: Callable, schedule: NoiseSchedule, x_up: torch.Tensor, y_t: torch.Tensor, t, noise: torch.Tensor,
+                         clip_denoised: bool = True, variance: str = 'posterior', *, shift: int = 0, level: str = 'sqrt_gamma',
+                         swap_inputs: bool = False, eps_as_y0: bool = False, clip: bool | None = None, clip_output: bool = False,
+                         std: bool = True, paren_at_end: bool = False, noise_at_last: bool = False, no_noise: bool = False):
+    """One reverse step computed from the schedule's arrays in float64, with a switch per typical mistake (all off:
+    the reference step). `shift` moves every term to step t+shift; `level` is what the network is given
+    ('sqrt_gamma', 'gamma', or 'sqrt_gamma_prev'); `clip` overrides `clip_denoised`. None if a step leaves 1..T."""
+    B, dt = y_t.shape[0], y_t.dtype
+    t = torch.as_tensor(t).reshape(-1).long().expand(B)
+    s = step_terms(schedule, t + shift)
+    if s is None: return None
+    b, a, g, gp = (per_image(s[k], y_t) for k in ('b', 'a', 'g', 'gp'))          # float64 (B, 1, 1, 1)
+    net_level = {'sqrt_gamma': g.sqrt(), 'gamma': g, 'sqrt_gamma_prev': gp.sqrt()}[level].flatten()
+    with torch.no_grad(): eps = model(torch.cat([y_t, x_up] if swap_inputs else [x_up, y_t], 1), net_level.to(dt)).to(torch.float64)
+    Y = y_t.to(torch.float64)
+    y0_hat = eps if eps_as_y0 else (Y - (1 - g).sqrt() * eps) / g.sqrt()
+    if clip_denoised if clip is None else clip: y0_hat = y0_hat.clamp(-1, 1)
+    mean = a.sqrt() * (1 - gp) / (1 - g) * Y + gp.sqrt() * b / (1 - g) * y0_hat
+    var = (1 - gp) / (1 - g) * b if variance == 'posterior' else b
+    scale = (var.sqrt() if std else var) / (a.sqrt() if paren_at_end else 1)
+    adds_noise = torch.full_like(g, float(not no_noise)) if noise_at_last or no_noise else per_image((t > 1).to(torch.float64), y_t)
+    out = mean + adds_noise * scale * noise.to(torch.float64)
+    return (out.clamp(-1, 1) if clip_output else out).to(dt)
+
+REVERSE_STEP_MISTAKES = [
+    Mistake('noise_at_last', "your step adds noise at t = 1, as the report's Algorithm 2 does: the last step returns the "
+            "mean alone (z = 0 when t = 1), otherwise fresh noise lands on the final image."),
+    Mistake('no_clip', "your step does not clip y0_hat although clip_denoised=True: clamp the estimate "
+            "(y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t) to [-1, 1] before the posterior mean."),
+    Mistake('always_clip', "your step clips y0_hat although clip_denoised=False: clip only when asked."),
+    Mistake('clip_output', "your step clips its output y_{t-1}; it is the estimate y0_hat that is clipped to [-1, 1] "
+            "(y_{t-1} is noisy and may leave [-1, 1])."),
+    Mistake('beta_for_posterior', "your step adds noise of variance beta_t where variance='posterior' asks for "
+            "beta_tilde_t = (1-gamma_{t-1})/(1-gamma_t)*beta_t."),
+    Mistake('posterior_for_beta', "your step adds noise of variance beta_tilde_t where variance='beta' asks for beta_t "
+            "(the report's Algorithm 2): does your code look at `variance`?"),
+    Mistake('variance_not_std', "your step multiplies the noise by the variance; it takes the standard deviation, "
+            "sqrt(variance)."),
+    Mistake('paren_at_end', "your step divides the noise by sqrt(alpha_t) too, as the report's Algorithm 2 reads with its "
+            "parenthesis closed at the end: 1/sqrt(alpha_t) multiplies only y_t - beta_t/sqrt(1-gamma_t)*eps, the noise "
+            "is added after."),
+    Mistake('no_noise', "your step adds no noise: y_{t-1} = mean + sigma_t*noise for t > 1 (only t = 1 returns the mean)."),
+    Mistake('gamma_to_net', "the network is given gamma_t where it takes the noise level sqrt(gamma_t)."),
+    Mistake('prev_level', "the network is given sqrt(gamma_{t-1}), the noise level of the step below: y_t carries "
+            "noise level sqrt(gamma_t)."),
+    Mistake('t_plus_1', "your step uses the terms of step t+1: t is off by one (step t's terms are at index t-1, "
+            "schedule.at('gammas', t)).", error=OUT_OF_BOUNDS),
+    Mistake('t_minus_1', "your step uses the terms of step t-1: t is off by one (step t's terms are at index t-1, "
+            "schedule.at('gammas', t))."),
+    Mistake('swap_inputs', "the network's input is cat([y_t, x_up]): the conditioning image comes first, "
+            "cat([x_up, y_t], dim=1)."),
+    Mistake('eps_as_y0', "your step takes the network's output for the clean image; the network predicts the noise: "
+            "y0_hat = (y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t)."),
+    Mistake('fresh_noise', "the noise in your output is not the `noise` argument: use the noise you are given (draw "
+            "fresh noise only when noise is None)."),
+]
+
+def _reverse_step_cases() -> list[Case]:
+    import sr3lit.sampling as _ref    # the reference: in a student's copy of this chapter, `p_sample_step` is the student's
+    gen = torch.Generator().manual_seed(5)
+    linear = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
+    respaced, cosine = linear.respace(20), NoiseSchedule.make('cosine', 50)
+    specs = [  # (schedule, label, shape, dtype, t, clip_denoised, variance)
+        (linear, 'linear T=1000', (4, 3, 6, 6), torch.float64, torch.tensor([1, 2, 500, 1000]), True, 'posterior'),
+        (linear, 'linear T=1000, W = B', (3, 3, 5, 3), torch.float32, torch.tensor([10, 700, 999]), True, 'posterior'),
+        (respaced, 'respaced T=20', (3, 1, 4, 4), torch.float64, torch.tensor([1, 7, 20]), False, 'beta'),
+        (cosine, 'cosine T=50', (2, 3, 4, 4), torch.float64, 30, True, 'beta'),
+        (cosine, 'cosine T=50', (1, 3, 8, 8), torch.float32, 1, True, 'posterior'),
+        (linear, 'linear T=1000', (4, 2, 4, 4), torch.float64, torch.tensor([3, 300, 600, 900]), False, 'posterior'),
+        (cosine, 'cosine T=50', (3, 3, 4, 4), torch.float64, torch.tensor([2, 25, 49]), True, 'beta'),
+    ]
+    cases = []
+    for sched, what, shape, dt, t, clip, variance in specs:
+        B, C = shape[:2]
+        x_up, y_t, noise = random_images(shape, gen, dt), random_normal(shape, gen, dt) * 1.2, random_normal(shape, gen, dt)
+        model = _StepProbe(C, B)
+        args, kwargs = (model, sched, x_up, y_t, t), dict(noise=noise, clip_denoised=clip, variance=variance)
+        expected = _ref.p_sample_step(*args, **kwargs)
+        step = lambda **kw: _reverse_step_variant(*args, noise, clip, variance, **kw)
+        v = {'noise_at_last': step(noise_at_last=True), 'clip_output': step(clip=False, clip_output=True),
+             'variance_not_std': step(std=False), 'paren_at_end': step(paren_at_end=True), 'no_noise': step(no_noise=True),
+             'gamma_to_net': step(level='gamma'), 'prev_level': step(level='sqrt_gamma_prev'), 't_plus_1': step(shift=1),
+             't_minus_1': step(shift=-1), 'swap_inputs': step(swap_inputs=True), 'eps_as_y0': step(eps_as_y0=True)}
+        v['no_clip' if clip else 'always_clip'] = step(clip=not clip)
+        v['beta_for_posterior' if variance == 'posterior' else 'posterior_for_beta'] = _reverse_step_variant(
+            *args, noise, clip, 'beta' if variance == 'posterior' else 'posterior')
+        mean, sd = v['no_noise'].to(torch.float64), (_reverse_step_variant(*args, torch.ones_like(noise), clip, variance) - v['no_noise']).to(torch.float64)
+        visible = sd.abs() > 1e-3
+        if visible.sum() >= 30:
+            def fresh_noise(out, mean=mean, sd=sd, visible=visible, z=noise.to(torch.float64)):
+                r = ((out.detach().to(torch.float64) - mean) / sd.where(visible, torch.ones_like(sd)))[visible]
+                return bool(torch.isfinite(r).all() and 0.6 < r.std() < 1.4 and torch.corrcoef(torch.stack([r, z[visible]]))[0, 1].abs() < 0.5)
+            v['fresh_noise'] = fresh_noise
+        label = f"y_t {describe(y_t)}, {what}, t = {t.tolist() if torch.is_tensor(t) else t}, clip_denoised={clip}, variance={variance!r}"
+        cases.append(Case(label, args, expected, v, kwargs, atol=1e-5 if dt == torch.float32 else None))
+    return cases
+
+def check_reverse_step(fn: Callable) -> None:
+    """Check a student's `p_sample_step(model, schedule, x_up, y_t, t, noise=, clip_denoised=, variance=)` against
+    `sr3lit.sampling.p_sample_step`; raise `CheckFailed` naming the mistake."""
+    hint = ("one step is: eps = model(cat([x_up, y_t], 1), sqrt(gamma_t)); y0_hat = (y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t), "
+            "clipped if asked; y_{t-1} = posterior mean(y_t, y0_hat) + sigma_t*noise, with no noise at t = 1.")
+    n = run_check('p_sample_step', fn, _reverse_step_cases(), REVERSE_STEP_MISTAKES, hint,
+             dtype_hint="return a tensor of y_t's dtype (cast the float64 schedule terms with .to(y_t.dtype)).")
+    print_passed('p_sample_step', n)
 
 # %% ../nbs/09_sampling.ipynb #871ebfbb
 SAMPLERS = ('ddpm', 'ddim')

@@ -1,11 +1,11 @@
-"The exercise checks (sr3lit.checks): reference solutions pass, planted mistakes get their own specific messages."
+"The exercise checks (the harness sr3lit.checks; each check in its chapter's module): reference solutions pass, planted mistakes get their own specific messages."
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from sr3lit import checks, forward, loss, metrics, posterior
+from sr3lit import checks, forward, loss, metrics, posterior, sampling
 from sr3lit.checks import CheckFailed, NotImplementedYet
 from sr3lit.forward import per_sample, timestep_tensor
 from sr3lit.schedules import NoiseSchedule
@@ -25,19 +25,15 @@ def assert_distinct(messages: dict):
 
 # ---------------------------------------------------------------- the reference solutions pass every check
 
-def sampling_module():
-    return pytest.importorskip('sr3lit.sampling')
-
-
 @pytest.mark.parametrize('name', ['q_sample', 'posterior', 'sample_noise_level', 'loss', 'psnr', 'reverse_step'])
 def test_reference_solutions_pass(name, capsys):
     check, solution = {
-        'q_sample': (checks.check_q_sample, lambda: forward.q_sample),
-        'posterior': (checks.check_posterior, lambda: posterior.posterior_mean_variance),
-        'sample_noise_level': (checks.check_sample_noise_level, lambda: loss.sample_noise_level),
-        'loss': (checks.check_loss, lambda: loss.diffusion_loss),
-        'psnr': (checks.check_psnr, lambda: metrics.psnr),
-        'reverse_step': (checks.check_reverse_step, lambda: sampling_module().p_sample_step),
+        'q_sample': (forward.check_q_sample, lambda: forward.q_sample),
+        'posterior': (posterior.check_posterior, lambda: posterior.posterior_mean_variance),
+        'sample_noise_level': (loss.check_sample_noise_level, lambda: loss.sample_noise_level),
+        'loss': (loss.check_loss, lambda: loss.diffusion_loss),
+        'psnr': (metrics.check_psnr, lambda: metrics.psnr),
+        'reverse_step': (sampling.check_reverse_step, lambda: sampling.p_sample_step),
     }[name]
     check(solution())
     out = capsys.readouterr().out
@@ -56,11 +52,11 @@ def q_wrong(signal, noise_coef):
 
 def test_q_sample_mistakes_are_named():
     messages = {
-        'noise without sqrt': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g)),
-        'signal without sqrt': failure(checks.check_q_sample, q_wrong(lambda g: g, lambda g: (1 - g).sqrt())),
-        'swapped': failure(checks.check_q_sample, q_wrong(lambda g: (1 - g).sqrt(), torch.sqrt)),
-        'minus': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: -(1 - g).sqrt())),
-        'one minus sqrt': failure(checks.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g.sqrt())),
+        'noise without sqrt': failure(forward.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g)),
+        'signal without sqrt': failure(forward.check_q_sample, q_wrong(lambda g: g, lambda g: (1 - g).sqrt())),
+        'swapped': failure(forward.check_q_sample, q_wrong(lambda g: (1 - g).sqrt(), torch.sqrt)),
+        'minus': failure(forward.check_q_sample, q_wrong(torch.sqrt, lambda g: -(1 - g).sqrt())),
+        'one minus sqrt': failure(forward.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g.sqrt())),
     }
     assert 'sqrt(gamma)*y0 + (1-gamma)*noise' in messages['noise without sqrt']
     assert 'noise coefficient is missing its square root' in messages['noise without sqrt']
@@ -85,7 +81,7 @@ def test_q_sample_broadcasting_precision_and_noise_mistakes():
         g = per_sample(gamma, y0)
         return g.sqrt().to(y0.dtype) * y0 + (1 - g).sqrt().to(y0.dtype) * torch.randn_like(y0)
 
-    messages = {k: failure(checks.check_q_sample, f) for k, f in
+    messages = {k: failure(forward.check_q_sample, f) for k, f in
                 (('axis', last_axis), ('float32', float32_gamma), ('fresh', fresh_noise))}
     assert 'broadcast along the wrong axis' in messages['axis'] and '(B, 1, 1, 1)' in messages['axis']
     assert 'rounded to float32' in messages['float32']
@@ -95,24 +91,24 @@ def test_q_sample_broadcasting_precision_and_noise_mistakes():
 
 def test_placeholder_missing_return_dtype_and_in_place_changes():
     def stub(y0, gamma, noise=None): raise NotImplementedError()
-    with pytest.raises(NotImplementedYet) as info: checks.check_q_sample(stub)
+    with pytest.raises(NotImplementedYet) as info: forward.check_q_sample(stub)
     assert isinstance(info.value, NotImplementedError) and isinstance(info.value, AssertionError)
     assert 'q_sample is not implemented yet' in str(info.value) and 'raise NotImplementedError()' in str(info.value)
 
     def mean_variance(schedule, y0, yt, t): return posterior_coefficients(schedule, t)
     def posterior_coefficients(schedule, t): raise NotImplementedError()
-    with pytest.raises(NotImplementedYet) as info: checks.check_posterior(mean_variance)
+    with pytest.raises(NotImplementedYet) as info: posterior.check_posterior(mean_variance)
     assert str(info.value).startswith('posterior_coefficients (which posterior_mean_variance calls) is not implemented yet')
 
-    assert 'is the `return` missing?' in failure(checks.check_q_sample, lambda y0, gamma, noise=None: None)
+    assert 'is the `return` missing?' in failure(forward.check_q_sample, lambda y0, gamma, noise=None: None)
     as_float64 = lambda y0, gamma, noise=None: forward.q_sample(y0, gamma, noise).double()
-    assert 'torch.float64 where torch.float32 is expected' in failure(checks.check_q_sample, as_float64)
+    assert 'torch.float64 where torch.float32 is expected' in failure(forward.check_q_sample, as_float64)
 
     def in_place(y0, gamma, noise=None):
         result = forward.q_sample(y0, gamma, noise)
         y0.zero_()
         return result
-    assert 'changed its input `y0` in place' in failure(checks.check_q_sample, in_place)
+    assert 'changed its input `y0` in place' in failure(forward.check_q_sample, in_place)
 
 
 def test_unknown_mistakes_get_the_location_and_a_hint():
@@ -120,12 +116,12 @@ def test_unknown_mistakes_get_the_location_and_a_hint():
         out = forward.q_sample(y0, gamma, noise).clone()
         out[-1, ..., 0] += 0.25                          # nothing in the catalogue does this
         return out
-    message = failure(checks.check_q_sample, off_in_one_image)
+    message = failure(forward.check_q_sample, off_in_one_image)
     assert 'No typical mistake matches' in message and 'largest error 0.25' in message
     assert f'batch element' in message and 'sqrt(gamma)*y0 + sqrt(1-gamma)*noise' in message
 
     def crashes(y0, gamma, noise=None): raise KeyError('oops')
-    message = failure(checks.check_q_sample, crashes)
+    message = failure(forward.check_q_sample, crashes)
     assert message.startswith('q_sample raised KeyError') and 'y0 (' in message
 
 
@@ -144,13 +140,13 @@ def posterior_from(coefficients):
 def test_posterior_mistakes_are_named():
     right_var = lambda b, a, g, gp: (1 - gp) / (1 - g) * b
     messages = {
-        'report eq. 9': failure(checks.check_posterior, posterior_from(
+        'report eq. 9': failure(posterior.check_posterior, posterior_from(
             lambda b, a, g, gp: (a.sqrt() * (1 - g) / (1 - g), g.sqrt() * b / (1 - g), right_var(b, a, g, gp)))),
-        'alpha without sqrt': failure(checks.check_posterior, posterior_from(
+        'alpha without sqrt': failure(posterior.check_posterior, posterior_from(
             lambda b, a, g, gp: (a * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), right_var(b, a, g, gp)))),
-        'beta as variance': failure(checks.check_posterior, posterior_from(
+        'beta as variance': failure(posterior.check_posterior, posterior_from(
             lambda b, a, g, gp: (a.sqrt() * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), b))),
-        'std as variance': failure(checks.check_posterior, posterior_from(
+        'std as variance': failure(posterior.check_posterior, posterior_from(
             lambda b, a, g, gp: (a.sqrt() * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), right_var(b, a, g, gp).sqrt()))),
     }
     assert "the report's eq. 9" in messages['report eq. 9'] and '(the mean)' in messages['report eq. 9']
@@ -171,13 +167,13 @@ def test_posterior_index_and_shape_mistakes():
         mean, var = posterior.posterior_mean_variance(schedule, y0, yt, t)
         return mean, var.flatten().expand(yt.shape[0])
 
-    off = failure(checks.check_posterior, numpy_index_t)
+    off = failure(posterior.check_posterior, numpy_index_t)
     assert 'posterior of step t+1: t is off by one' in off
-    shape = failure(checks.check_posterior, flat_variance)
+    shape = failure(posterior.check_posterior, flat_variance)
     assert 'your variance has shape (B,)' in shape and '(B, 1, 1, 1)' in shape
-    assert 'is the `return` missing?' in failure(checks.check_posterior, lambda s, y0, yt, t: None)
+    assert 'is the `return` missing?' in failure(posterior.check_posterior, lambda s, y0, yt, t: None)
     only_mean = lambda s, y0, yt, t: posterior.posterior_mean_variance(s, y0, yt, t)[0]
-    assert 'returned a Tensor' in failure(checks.check_posterior, only_mean) and 'pair (mean, variance)' in failure(checks.check_posterior, only_mean)
+    assert 'returned a Tensor' in failure(posterior.check_posterior, only_mean) and 'pair (mean, variance)' in failure(posterior.check_posterior, only_mean)
 
 
 # ---------------------------------------------------------------- exercise 3: sample_noise_level
@@ -198,16 +194,16 @@ def sampler(t_low=1, t_stop=1, take_root=True, use_method=True, use_generator=Tr
 
 
 def test_sampler_written_from_the_definition_passes():
-    checks.check_sample_noise_level(sampler())
+    loss.check_sample_noise_level(sampler())
 
 
 def test_sample_noise_level_mistakes_are_named():
     messages = {
-        't from 0': failure(checks.check_sample_noise_level, sampler(t_low=0)),
-        'randint(1, T)': failure(checks.check_sample_noise_level, sampler(t_stop=0)),
-        'gamma not sqrt': failure(checks.check_sample_noise_level, sampler(take_root=False)),
-        'method ignored': failure(checks.check_sample_noise_level, sampler(use_method=False)),
-        'generator ignored': failure(checks.check_sample_noise_level, sampler(use_generator=False)),
+        't from 0': failure(loss.check_sample_noise_level, sampler(t_low=0)),
+        'randint(1, T)': failure(loss.check_sample_noise_level, sampler(t_stop=0)),
+        'gamma not sqrt': failure(loss.check_sample_noise_level, sampler(take_root=False)),
+        'method ignored': failure(loss.check_sample_noise_level, sampler(use_method=False)),
+        'generator ignored': failure(loss.check_sample_noise_level, sampler(use_generator=False)),
     }
     assert 't = 0 is drawn' in messages['t from 0']
     assert 't never reaches T' in messages['randint(1, T)']
@@ -221,9 +217,9 @@ def test_sample_noise_level_structure_mistakes():
     def float32_levels(schedule, batch_size, generator=None, method='gamma', one_t_per_batch=False, device=None):
         t, level = loss.sample_noise_level(schedule, batch_size, generator, method, one_t_per_batch)
         return t, level.float()
-    assert 'it must be float64' in failure(checks.check_sample_noise_level, float32_levels)
+    assert 'it must be float64' in failure(loss.check_sample_noise_level, float32_levels)
     one_value = lambda schedule, batch_size, generator=None, **kw: loss.sample_noise_level(schedule, batch_size, generator, **kw)[1]
-    assert 'pair of tensors (t, noise_level)' in failure(checks.check_sample_noise_level, one_value)
+    assert 'pair of tensors (t, noise_level)' in failure(loss.check_sample_noise_level, one_value)
 
 
 # ---------------------------------------------------------------- exercise 4: the loss
@@ -242,17 +238,17 @@ def loss_from(error, reduce_mean=lambda e: e.mean(), net_level=lambda s: s, orde
 
 
 def test_loss_written_from_the_definition_passes():
-    checks.check_loss(loss_from(lambda d, p: d.abs() ** p))
+    loss.check_loss(loss_from(lambda d, p: d.abs() ** p))
 
 
 def test_loss_mistakes_are_named():
     p_error = lambda d, p: d.abs() ** p
     messages = {
-        'L2 for L1': failure(checks.check_loss, loss_from(lambda d, p: d ** 2)),
-        'sum for mean': failure(checks.check_loss, loss_from(p_error, reduce_mean=lambda e: e.sum())),
-        'gamma to the network': failure(checks.check_loss, loss_from(p_error, net_level=lambda s: s ** 2)),
-        'inputs swapped': failure(checks.check_loss, loss_from(p_error, order=lambda x, y: [y, x])),
-        'per image': failure(checks.check_loss, loss_from(p_error, reduce_mean=lambda e: e.flatten(1).mean(1))),
+        'L2 for L1': failure(loss.check_loss, loss_from(lambda d, p: d ** 2)),
+        'sum for mean': failure(loss.check_loss, loss_from(p_error, reduce_mean=lambda e: e.sum())),
+        'gamma to the network': failure(loss.check_loss, loss_from(p_error, net_level=lambda s: s ** 2)),
+        'inputs swapped': failure(loss.check_loss, loss_from(p_error, order=lambda x, y: [y, x])),
+        'per image': failure(loss.check_loss, loss_from(p_error, reduce_mean=lambda e: e.flatten(1).mean(1))),
     }
     assert 'squared error where p=1 asks for the absolute error' in messages['L2 for L1']
     assert "a sum where reduction='mean'" in messages['sum for mean']
@@ -264,10 +260,10 @@ def test_loss_mistakes_are_named():
 
 def test_loss_call_and_autograd_mistakes():
     p_error = lambda d, p: d.abs() ** p
-    assert 'noise level of shape' in failure(checks.check_loss, loss_from(p_error, net_level=lambda s: s.reshape(-1, 1, 1, 1)))
-    assert 'cast it with .to(y0.dtype)' in failure(checks.check_loss, loss_from(p_error, cast=False))
-    assert '.item() called' in failure(checks.check_loss, loss_from(p_error, finish=lambda v: v.item()))
-    assert 'out.requires_grad is False' in failure(checks.check_loss, loss_from(p_error, finish=lambda v: v.detach()))
+    assert 'noise level of shape' in failure(loss.check_loss, loss_from(p_error, net_level=lambda s: s.reshape(-1, 1, 1, 1)))
+    assert 'cast it with .to(y0.dtype)' in failure(loss.check_loss, loss_from(p_error, cast=False))
+    assert '.item() called' in failure(loss.check_loss, loss_from(p_error, finish=lambda v: v.item()))
+    assert 'out.requires_grad is False' in failure(loss.check_loss, loss_from(p_error, finish=lambda v: v.detach()))
 
 
 # ---------------------------------------------------------------- exercise 5: one reverse step
@@ -290,18 +286,16 @@ def step_from(noise_at_last=False, clip=True, variance_kind=None, std=True, inde
 
 
 def test_reverse_step_written_from_the_definition_passes():
-    sampling_module()
-    checks.check_reverse_step(step_from())
+    sampling.check_reverse_step(step_from())
 
 
 def test_reverse_step_mistakes_are_named():
-    sampling_module()
     messages = {
-        'noise at t=1': failure(checks.check_reverse_step, step_from(noise_at_last=True)),
-        'no clipping': failure(checks.check_reverse_step, step_from(clip=False)),
-        'beta variance': failure(checks.check_reverse_step, step_from(variance_kind='beta')),
-        'variance not std': failure(checks.check_reverse_step, step_from(std=False)),
-        't off by one': failure(checks.check_reverse_step, step_from(index_shift=1)),
+        'noise at t=1': failure(sampling.check_reverse_step, step_from(noise_at_last=True)),
+        'no clipping': failure(sampling.check_reverse_step, step_from(clip=False)),
+        'beta variance': failure(sampling.check_reverse_step, step_from(variance_kind='beta')),
+        'variance not std': failure(sampling.check_reverse_step, step_from(std=False)),
+        't off by one': failure(sampling.check_reverse_step, step_from(index_shift=1)),
     }
     assert 'adds noise at t = 1' in messages['noise at t=1']
     assert 'does not clip y0_hat' in messages['no clipping']
@@ -327,17 +321,17 @@ def psnr_from(to_pixels=pixels, log=torch.log10, per_image=True):
 
 
 def test_psnr_written_from_the_definition_passes():
-    checks.check_psnr(psnr_from())
+    metrics.check_psnr(psnr_from())
 
 
 def test_psnr_mistakes_are_named():
     messages = {
-        'data range 1 on [-1, 1]': failure(checks.check_psnr, lambda sr, hr: 10 * torch.log10(1 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
-        'data range 2 on [-1, 1]': failure(checks.check_psnr, lambda sr, hr: 10 * torch.log10(4 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
-        'batch mean': failure(checks.check_psnr, psnr_from(per_image=False)),
-        'natural log': failure(checks.check_psnr, psnr_from(log=torch.log)),
-        'truncation': failure(checks.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, torch.floor))),
-        'no clipping': failure(checks.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, clip=False))),
+        'data range 1 on [-1, 1]': failure(metrics.check_psnr, lambda sr, hr: 10 * torch.log10(1 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
+        'data range 2 on [-1, 1]': failure(metrics.check_psnr, lambda sr, hr: 10 * torch.log10(4 / ((sr - hr).double() ** 2).flatten(1).mean(1))),
+        'batch mean': failure(metrics.check_psnr, psnr_from(per_image=False)),
+        'natural log': failure(metrics.check_psnr, psnr_from(log=torch.log)),
+        'truncation': failure(metrics.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, torch.floor))),
+        'no clipping': failure(metrics.check_psnr, psnr_from(to_pixels=lambda x: pixels(x, clip=False))),
     }
     assert '6.02 dB too low' in messages['data range 1 on [-1, 1]']
     assert 'data range 2' in messages['data range 2 on [-1, 1]'] and 'round to integers' in messages['data range 2 on [-1, 1]']
@@ -350,7 +344,7 @@ def test_psnr_mistakes_are_named():
 
 def test_psnr_identical_images_must_be_infinite():
     eps_psnr = lambda sr, hr: 10 * torch.log10(255.0 ** 2 / (((pixels(sr) - pixels(hr)) ** 2).flatten(1).mean(1) + 1e-10))
-    assert 'identical images must give +inf' in failure(checks.check_psnr, eps_psnr)
+    assert 'identical images must give +inf' in failure(metrics.check_psnr, eps_psnr)
 
 
 # ---------------------------------------------------------------- the machinery
@@ -369,8 +363,8 @@ def test_a_mistake_is_named_only_if_it_explains_every_failing_case():
     mistakes = [checks.Mistake('plus_one', 'adds one')]
     # wrong in both cases but +1 only in the first: not explained by the mistake
     with pytest.raises(CheckFailed) as info:
-        checks._run('f', lambda x: x.double() + x.double(), cases, mistakes, hint='H')
+        checks.run_check('f', lambda x: x.double() + x.double(), cases, mistakes, hint='H')
     assert 'adds one' not in str(info.value) and 'No typical mistake matches' in str(info.value)
     with pytest.raises(CheckFailed) as info:
-        checks._run('f', lambda x: x.double() + 1, cases, mistakes, hint='H')
+        checks.run_check('f', lambda x: x.double() + 1, cases, mistakes, hint='H')
     assert str(info.value).startswith('f: adds one') and '2 of 2 test cases fail' in str(info.value)
