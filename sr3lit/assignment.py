@@ -5,7 +5,6 @@
 # %% ../nbs/18_assignment.ipynb #b587e3be
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -15,7 +14,7 @@ from typing import Sequence
 # %% auto #0
 __all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'BEGIN_HIDDEN', 'END_HIDDEN', 'CODE_STUB', 'TEXT_STUB', 'STUDENT_NOTE',
            'AssignmentError', 'strip_solutions', 'strip_export_directives', 'student_notebook', 'read_notebook',
-           'write_notebook', 'write_assignments', 'add_assignment_arguments', 'assignment_command']
+           'write_notebook', 'write_assignments']
 
 # %% ../nbs/18_assignment.ipynb #e662d3f7
 BEGIN_SOLUTION, END_SOLUTION = '### BEGIN SOLUTION', '### END SOLUTION'
@@ -130,15 +129,3 @@ def write_assignments(notebooks: Sequence[Path], out: Path, overwrite: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     for (nb, _), dst in zip(converted, targets): write_notebook(nb, dst)
     return {dst: n for (_, n), dst in zip(converted, targets)}
-
-# %% ../nbs/18_assignment.ipynb #29315307
-def add_assignment_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('notebooks', nargs='+', type=Path, metavar='NOTEBOOK', help='teaching notebooks with solution regions')
-    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the student versions (same file names)')
-    p.add_argument('--overwrite', action='store_true', help='replace student notebooks that already exist in DIR')
-
-def assignment_command(args: argparse.Namespace) -> int:
-    "Run `sr3lit assignment` (see `--help`)."
-    written = write_assignments(args.notebooks, args.out, overwrite=args.overwrite)
-    for path, n in written.items(): print(f"wrote {path} ({n} exercise region{'s' if n != 1 else ''})")
-    return 0

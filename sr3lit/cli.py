@@ -6,16 +6,27 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
 from . import data
+from . import training
+from . import experiments
+from . import assignment
+from .sampling import SAMPLERS, SCHEDULE_METHODS
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'Subcommand', 'register_subcommand', 'subcommand', 'build_parser', 'main', 'prepare']
+__all__ = ['SUBCOMMANDS', 'Subcommand', 'register_subcommand', 'subcommand', 'build_parser', 'main', 'prepare',
+           'add_train_arguments', 'config_from_args', 'train_command', 'add_sample_arguments', 'sample_command',
+           'add_eval_arguments', 'eval_command', 'add_reproduce_arguments', 'reproduce_command',
+           'add_assignment_arguments', 'assignment_command']
 
 # %% ../nbs/19_cli.ipynb #4731ba9e
 def _one_line(text) -> str: return ' '.join(str(text).split())
@@ -155,22 +166,211 @@ def prepare(args: argparse.Namespace) -> int:
 register_subcommand('prepare', 'download, verify and prepare LR/HR datasets (or your own images)',
                     _add_prepare_arguments, prepare)
 
-# %% ../nbs/19_cli.ipynb #c1d8d083
-from . import assignment
-register_subcommand('assignment', 'write student versions of notebooks: solutions replaced by exercises, checks kept',
-                    assignment.add_assignment_arguments, assignment.assignment_command)
+# %% ../nbs/19_cli.ipynb #a5bf4de9
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit train`."
+    p.add_argument('--preset', metavar='NAME', help=f"one of {', '.join(training.PRESETS)} (default: the folder's own config, else tiny)")
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='the run folder (created, or continued)')
+    p.add_argument('--method', metavar='NAME', help='sr3 (default) or regression')
+    p.add_argument('--max-steps', type=int, metavar='N', help='train until step N')
+    p.add_argument('--checkpoint-every', type=int, metavar='K', help='steps between checkpoints')
+    p.add_argument('--batch-size', type=int, metavar='B', help='global batch size')
+    p.add_argument('--data', type=Path, metavar='DIR', help='prepared data root or folder, or a folder of images')
+    p.add_argument('--seed', type=int, metavar='S')
+    p.add_argument('--device', metavar='DEV', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--config', type=Path, metavar='FILE', help='a JSON object of settings')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any config setting; repeatable')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--print-config', action='store_true', help='print the resolved configuration and exit')
 
-# %% ../nbs/19_cli.ipynb #b96f1940
-from . import regression as _regression   # noqa: F401  (registers the regression method)
-from . import training as _training
+def config_from_args(args: argparse.Namespace) -> training.TrainConfig:
+    "The configuration `sr3lit train` uses for these arguments."
+    saved = Path(args.out) / 'config.json'
+    base = training.TrainConfig.from_dict(json.loads(saved.read_text())) if args.preset is None and saved.is_file() else None
+    cfg = training.make_config(args.preset or 'tiny', args.config, args.set, base=base)
+    explicit = {'method': args.method, 'max_steps': args.max_steps, 'checkpoint_every': args.checkpoint_every,
+                'batch_size': args.batch_size, 'seed': args.seed, 'device': args.device}
+    values = {k: v for k, v in explicit.items() if v is not None}
+    if args.data is not None:
+        values['data_dir'] = str(args.data)
+        lr, hr = cfg.lr_size, cfg.hr_size
+        prepared = [args.data / f'{cfg.dataset}_{lr}_{hr}', args.data / f'hr_{hr}', args.data / 'train' / f'hr_{hr}']
+        if cfg.dataset == 'embedded' and not any(p.is_dir() for p in prepared):
+            values['dataset'] = 'folder'                 # --data on an embedded preset: a folder of your own images
+    if args.quiet: values['progress'] = False
+    return cfg._replace(values)
+
+def train_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit train` (see `--help`); the exit status."
+    cfg = config_from_args(args)
+    cfg = training.get_method(cfg.method).configure(cfg)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2)); return 0
+    try: result = training.train(cfg, args.out)
+    except training.NonFiniteLossError as e:
+        print(f"sr3lit train: error: {e}", file=sys.stderr); return 1
+    if result.stopped_by:
+        print(f"stopped by {result.stopped_by} at step {result.step}; the same command continues the run", file=sys.stderr)
+        return 128 + int(signal.Signals[result.stopped_by])
+    if int(os.environ.get('RANK', '0')) == 0:
+        if result.resumed_from == result.step:
+            print(f"{args.out}: already at step {result.step}; give a larger --max-steps to train on")
+        else:
+            loss = f", loss {result.loss:.4f}" if result.loss is not None else ""
+            print(f"{args.out}: step {result.step}{loss}" + (f" (continued from step {result.resumed_from})" if result.resumed_from else ""))
+    return 0
+
 register_subcommand('train', 'train SR3 (or the regression baseline) from a preset; the same command continues a run',
-                    _training.add_train_arguments, _training.train_command)
-register_subcommand('sample', 'super-resolve a folder of low-resolution images (or one image) with a trained run',
-                    _training.add_sample_arguments, _training.sample_command)
+                    add_train_arguments, train_command)
 
-# %% ../nbs/19_cli.ipynb #da6471eb
-from . import experiments as _experiments
+# %% ../nbs/19_cli.ipynb #ea905810
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit sample`."
+    p.add_argument('--model', type=Path, required=True, metavar='RUN', help="a run folder, or a reference *_gen.pth checkpoint")
+    p.add_argument('--input', type=Path, required=True, metavar='PATH', help='a folder of low-resolution images, or one image')
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where the PNGs go (same names as the inputs)')
+    p.add_argument('--steps', type=int, metavar='N', help='sampling steps (default: the training T)')
+    p.add_argument('--sampler', choices=SAMPLERS, default='ddpm', help='Algorithm 2 (ddpm) or DDIM')
+    p.add_argument('--eta', type=float, default=0.0, metavar='ETA', help='DDIM noise (0: deterministic)')
+    p.add_argument('--schedule', choices=SCHEDULE_METHODS, default='respace', help='how to cut T steps down to N')
+    p.add_argument('--samples', type=int, default=1, metavar='K', help='samples per image (NAME_0.png .. NAME_{K-1}.png)')
+    p.add_argument('--seed', type=int, default=0, metavar='S')
+    p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
+    p.add_argument('--overlap', type=int, metavar='PX', help='overlap of tiles for large images (default: a quarter tile)')
+    p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+
+def sample_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit sample` (see `--help`); the exit status."
+    if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    run = training.load_run(args.model, args.device, args.weights)
+    if args.steps is not None and args.steps > run.config.n_timestep:
+        raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
+    t0 = time.perf_counter()
+    written = training.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
+                                          schedule=args.schedule, samples=args.samples, seed=args.seed,
+                                          overlap=args.overlap, eta=args.eta, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
+                   steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=args.schedule, eta=args.eta,
+                   samples=args.samples, seed=args.seed, weights=args.weights, images=len(written),
+                   seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in written])
+    training.atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())
+    print(f"wrote {len(written)} images to {args.out} in {seconds:.1f} s")
+    return 0
+
+register_subcommand('sample', 'super-resolve a folder of low-resolution images (or one image) with a trained run',
+                    add_sample_arguments, sample_command)
+
+# %% ../nbs/19_cli.ipynb #bb91905d
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit eval`."
+    p.add_argument('--sr', type=Path, required=True, metavar='DIR', help='the super-resolved images')
+    p.add_argument('--hr', type=Path, required=True, metavar='DIR', help='the reference images (same names, any extension)')
+    p.add_argument('--lr', type=Path, metavar='DIR', help='the low-resolution inputs: adds consistency and the LR column of the grid')
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where metrics.json, metrics.md and grid.png go')
+    p.add_argument('--y-channel', action='store_true', help='measure the luma (BT.601 Y) instead of RGB')
+    p.add_argument('--crop-border', type=int, default=0, metavar='N', help='cut N pixels from each side before measuring')
+    p.add_argument('--grid', type=int, default=4, metavar='N', help='images in grid.png (0: no grid)')
+
+def eval_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit eval` (see `--help`); the exit status."
+    if args.crop_border < 0: raise ValueError(f"--crop-border must be >= 0, got {args.crop_border}")
+    if args.grid < 0: raise ValueError(f"--grid must be >= 0, got {args.grid}")
+    result = experiments.evaluate_to(args.out, args.sr, args.hr, args.lr, y_channel=args.y_channel,
+                                     crop_border=args.crop_border, grid_images=args.grid)
+    m, fmt = result['mean'], experiments._fmt
+    parts = [f"PSNR {fmt(m['psnr'], 'psnr')} dB", f"SSIM {fmt(m['ssim'], 'ssim')}"]
+    if 'consistency' in m: parts.append(f"consistency {fmt(m['consistency'], 'consistency')}")
+    print(f"{m['n']} images: {', '.join(parts)}; wrote {args.out / 'metrics.json'}")
+    return 0
+
 register_subcommand('eval', 'PSNR, SSIM and consistency of a folder of super-resolved images against references',
-                    _experiments.add_eval_arguments, _experiments.eval_command)
+                    add_eval_arguments, eval_command)
+
+# %% ../nbs/19_cli.ipynb #d8a56cfc
+def _step_list(text: str) -> tuple[int, ...]:
+    try: values = tuple(int(v) for v in text.split(',') if v.strip())
+    except ValueError: raise argparse.ArgumentTypeError(f"expected step counts such as 2000,1000,50, got {text!r}") from None
+    if not values or min(values) < 1: raise argparse.ArgumentTypeError(f"step counts must be positive, got {text!r}")
+    return values
+
+def _mark(text: str) -> tuple[float, float, float]:
+    try: values = [float(v) for v in text.split(',')]
+    except ValueError: values = []
+    if len(values) == 2: values.append(experiments.EXPERIMENT_PRESETS['faces-pretrained'].mark[2])
+    if len(values) != 3 or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected X,Y or X,Y,SIZE as fractions of the image in [0, 1], got {text!r}")
+    return tuple(values)
+
+def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit reproduce`."
+    presets = experiments.EXPERIMENT_PRESETS
+    p.add_argument('preset', metavar='PRESET', choices=list(presets),
+                   help='; '.join(f'{k}: {v.description}' for k, v in presets.items()))
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (a rerun resumes it)')
+    p.add_argument('--data', type=Path, metavar='DIR', help='prepared data root (afhq-dog-16-128, div2k-16-128; default data/)')
+    p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--checkpoint', type=Path, metavar='PATH', help='faces-pretrained: the reference *_gen.pth face checkpoint')
+    p.add_argument('--image', type=Path, metavar='PATH', help='faces-pretrained: the face photograph (default: Grace Hopper)')
+    p.add_argument('--mark', type=_mark, metavar='X,Y[,SIZE]', help='faces-pretrained: the black mark, fractions of the image')
+    p.add_argument('--sr3-steps', type=int, metavar='N', help='SR3 training steps')
+    p.add_argument('--regression-steps', type=int, metavar='N', help='regression training steps')
+    p.add_argument('--n-test', type=int, metavar='N', help='number of test images')
+    p.add_argument('--steps', type=_step_list, metavar='LIST', help='sampling step counts, e.g. 2000,1000,200,50,10')
+    p.add_argument('--ddim-steps', type=_step_list, metavar='LIST', help='DDIM step counts')
+    p.add_argument('--batch-size', type=int, metavar='B', help='images per sampling batch')
+    p.add_argument('--seed', type=int, metavar='S')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any experiment setting; repeatable')
+    p.add_argument('--train-set', action='append', default=[], metavar='KEY=VALUE', help='any training setting (both methods); repeatable')
+    p.add_argument('--quiet', action='store_true', help='no progress output')
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit reproduce` (see `--help`); the exit status."
+    preset = experiments.get_experiment_preset(args.preset, args.set)
+    explicit = {'sr3_steps': args.sr3_steps, 'regression_steps': args.regression_steps, 'n_test': args.n_test,
+                'steps': args.steps, 'ddim_steps': args.ddim_steps, 'batch_size': args.batch_size, 'seed': args.seed, 'mark': args.mark}
+    values = {k: v for k, v in explicit.items() if v is not None}
+    train_overrides = dict(preset.train_overrides)
+    for item in args.train_set:
+        key, sep, value = item.partition('=')
+        if not sep or not key.strip(): raise ValueError(f"--train-set takes key=value, got {item!r}")
+        train_overrides[key.strip()] = value.strip()
+    values['train_overrides'] = train_overrides
+    preset = experiments.get_experiment_preset(preset, values)
+    if preset.kind != 'pretrained' and (args.checkpoint or args.image or args.mark):
+        raise ValueError(f"--checkpoint, --image and --mark belong to faces-pretrained, not {preset.name}")
+    command = 'sr3lit reproduce ' + ' '.join(sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == 'reproduce' else None
+    results = experiments.reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
+                                    image=args.image, quiet=args.quiet, command=command)
+    fmt = experiments._fmt
+    if preset.kind == 'train':
+        m = results['methods']
+        print(f"bicubic {fmt(m['bicubic']['psnr'], 'psnr')} dB / {fmt(m['bicubic']['ssim'], 'ssim')}, "
+              f"regression {fmt(m['regression']['psnr'], 'psnr')} / {fmt(m['regression']['ssim'], 'ssim')}, "
+              f"SR3 {fmt(m['sr3']['psnr'], 'psnr')} / {fmt(m['sr3']['ssim'], 'ssim')} ({len(results['data']['test_images'])} test images)")
+    print(f"wrote {args.out / 'report.md'} ({results['total_seconds'] / 60:.1f} min)")
+    return 0
+
 register_subcommand('reproduce', "rerun the report's experiments from a preset: train, sample, evaluate, write report.md",
-                    _experiments.add_reproduce_arguments, _experiments.reproduce_command)
+                    add_reproduce_arguments, reproduce_command)
+
+# %% ../nbs/19_cli.ipynb #3e0eac0f
+def add_assignment_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit assignment`."
+    p.add_argument('notebooks', nargs='+', type=Path, metavar='NOTEBOOK', help='teaching notebooks with solution regions')
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the student versions (same file names)')
+    p.add_argument('--overwrite', action='store_true', help='replace student notebooks that already exist in DIR')
+
+def assignment_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit assignment` (see `--help`)."
+    written = assignment.write_assignments(args.notebooks, args.out, overwrite=args.overwrite)
+    for path, n in written.items(): print(f"wrote {path} ({n} exercise region{'s' if n != 1 else ''})")
+    return 0
+
+register_subcommand('assignment', 'write student versions of notebooks: solutions replaced by exercises, checks kept',
+                    add_assignment_arguments, assignment_command)
+
+# %% ../nbs/19_cli.ipynb #73549e50
+if __name__ == '__main__' and __spec__ is not None:
+    sys.exit(main())

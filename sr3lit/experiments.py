@@ -5,7 +5,6 @@
 # %% ../nbs/16_experiments.ipynb #39d7bce2
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -45,8 +44,7 @@ __all__ = ['METRICS', 'REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'DEFAULT_FACE', 'm
            'mean_colour_error', 'colour_error_by_noise_level', 'paired_difference', 'method_table', 'steps_table',
            'findings', 'trajectory_figure', 'steps_figure', 'steps_plot', 'reproduce_training', 'training_report',
            'colour_statistics', 'hue_difference', 'default_face', 'paint_mark', 'mark_footprint',
-           'reproduce_pretrained', 'pretrained_report', 'reproduce', 'add_eval_arguments', 'eval_command',
-           'add_reproduce_arguments', 'reproduce_command']
+           'reproduce_pretrained', 'pretrained_report', 'reproduce']
 
 # %% ../nbs/16_experiments.ipynb #40dd5a1e
 def _image_index(role: str, folder) -> dict[str, Path]:
@@ -1010,86 +1008,3 @@ def reproduce(preset: str | ExperimentPreset, out_dir, *, data_dir=None, device:
     _write_text(out_dir / 'report.md', (pretrained_report if preset.kind == 'pretrained' else training_report)(results))
     log(f"wrote {out_dir / 'report.md'} and {out_dir / 'results.json'}")
     return results
-
-# %% ../nbs/16_experiments.ipynb #b3c71b08
-def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    "Options of `sr3lit eval`."
-    p.add_argument('--sr', type=Path, required=True, metavar='DIR', help='the super-resolved images')
-    p.add_argument('--hr', type=Path, required=True, metavar='DIR', help='the reference images (same names, any extension)')
-    p.add_argument('--lr', type=Path, metavar='DIR', help='the low-resolution inputs: adds consistency and the LR column of the grid')
-    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where metrics.json, metrics.md and grid.png go')
-    p.add_argument('--y-channel', action='store_true', help='measure the luma (BT.601 Y) instead of RGB')
-    p.add_argument('--crop-border', type=int, default=0, metavar='N', help='cut N pixels from each side before measuring')
-    p.add_argument('--grid', type=int, default=4, metavar='N', help='images in grid.png (0: no grid)')
-
-def eval_command(args: argparse.Namespace) -> int:
-    "Run `sr3lit eval` (see `--help`); the exit status."
-    if args.crop_border < 0: raise ValueError(f"--crop-border must be >= 0, got {args.crop_border}")
-    if args.grid < 0: raise ValueError(f"--grid must be >= 0, got {args.grid}")
-    result = evaluate_to(args.out, args.sr, args.hr, args.lr, y_channel=args.y_channel, crop_border=args.crop_border, grid_images=args.grid)
-    m = result['mean']
-    parts = [f"PSNR {_fmt(m['psnr'], 'psnr')} dB", f"SSIM {_fmt(m['ssim'], 'ssim')}"]
-    if 'consistency' in m: parts.append(f"consistency {_fmt(m['consistency'], 'consistency')}")
-    print(f"{m['n']} images: {', '.join(parts)}; wrote {args.out / 'metrics.json'}")
-    return 0
-
-def _step_list(text: str) -> tuple[int, ...]:
-    try: values = tuple(int(v) for v in text.split(',') if v.strip())
-    except ValueError: raise argparse.ArgumentTypeError(f"expected step counts such as 2000,1000,50, got {text!r}") from None
-    if not values or min(values) < 1: raise argparse.ArgumentTypeError(f"step counts must be positive, got {text!r}")
-    return values
-
-def _mark(text: str) -> tuple[float, float, float]:
-    try: values = [float(v) for v in text.split(',')]
-    except ValueError: values = []
-    if len(values) == 2: values.append(EXPERIMENT_PRESETS['faces-pretrained'].mark[2])
-    if len(values) != 3 or not all(0 <= v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected X,Y or X,Y,SIZE as fractions of the image in [0, 1], got {text!r}")
-    return tuple(values)
-
-def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
-    "Options of `sr3lit reproduce`."
-    p.add_argument('preset', metavar='PRESET', choices=list(EXPERIMENT_PRESETS),
-                   help='; '.join(f'{k}: {v.description}' for k, v in EXPERIMENT_PRESETS.items()))
-    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (a rerun resumes it)')
-    p.add_argument('--data', type=Path, metavar='DIR', help='prepared data root (afhq-dog-16-128, div2k-16-128; default data/)')
-    p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--checkpoint', type=Path, metavar='PATH', help='faces-pretrained: the reference *_gen.pth face checkpoint')
-    p.add_argument('--image', type=Path, metavar='PATH', help='faces-pretrained: the face photograph (default: Grace Hopper)')
-    p.add_argument('--mark', type=_mark, metavar='X,Y[,SIZE]', help='faces-pretrained: the black mark, fractions of the image')
-    p.add_argument('--sr3-steps', type=int, metavar='N', help='SR3 training steps')
-    p.add_argument('--regression-steps', type=int, metavar='N', help='regression training steps')
-    p.add_argument('--n-test', type=int, metavar='N', help='number of test images')
-    p.add_argument('--steps', type=_step_list, metavar='LIST', help='sampling step counts, e.g. 2000,1000,200,50,10')
-    p.add_argument('--ddim-steps', type=_step_list, metavar='LIST', help='DDIM step counts')
-    p.add_argument('--batch-size', type=int, metavar='B', help='images per sampling batch')
-    p.add_argument('--seed', type=int, metavar='S')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any experiment setting; repeatable')
-    p.add_argument('--train-set', action='append', default=[], metavar='KEY=VALUE', help='any training setting (both methods); repeatable')
-    p.add_argument('--quiet', action='store_true', help='no progress output')
-
-def reproduce_command(args: argparse.Namespace) -> int:
-    "Run `sr3lit reproduce` (see `--help`); the exit status."
-    preset = get_experiment_preset(args.preset, args.set)
-    explicit = {'sr3_steps': args.sr3_steps, 'regression_steps': args.regression_steps, 'n_test': args.n_test,
-                'steps': args.steps, 'ddim_steps': args.ddim_steps, 'batch_size': args.batch_size, 'seed': args.seed, 'mark': args.mark}
-    values = {k: v for k, v in explicit.items() if v is not None}
-    train_overrides = dict(preset.train_overrides)
-    for item in args.train_set:
-        key, sep, value = item.partition('=')
-        if not sep or not key.strip(): raise ValueError(f"--train-set takes key=value, got {item!r}")
-        train_overrides[key.strip()] = value.strip()
-    values['train_overrides'] = train_overrides
-    preset = get_experiment_preset(preset, values)
-    if preset.kind != 'pretrained' and (args.checkpoint or args.image or args.mark):
-        raise ValueError(f"--checkpoint, --image and --mark belong to faces-pretrained, not {preset.name}")
-    command = 'sr3lit reproduce ' + ' '.join(sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == 'reproduce' else None
-    results = reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
-                        image=args.image, quiet=args.quiet, command=command)
-    if preset.kind == 'train':
-        m = results['methods']
-        print(f"bicubic {_fmt(m['bicubic']['psnr'], 'psnr')} dB / {_fmt(m['bicubic']['ssim'], 'ssim')}, "
-              f"regression {_fmt(m['regression']['psnr'], 'psnr')} / {_fmt(m['regression']['ssim'], 'ssim')}, "
-              f"SR3 {_fmt(m['sr3']['psnr'], 'psnr')} / {_fmt(m['sr3']['ssim'], 'ssim')} ({len(results['data']['test_images'])} test images)")
-    print(f"wrote {args.out / 'report.md'} ({results['total_seconds'] / 60:.1f} min)")
-    return 0

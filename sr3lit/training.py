@@ -5,7 +5,6 @@
 # %% ../nbs/13_training.ipynb #a733b464
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import csv
@@ -49,8 +48,7 @@ __all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'PRESETS', 'METRICS_COLUMNS', 'VAL_CO
            'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves', 'to_uint8_images',
            'save_image_grid', 'NonFiniteLossError', 'TrainResult', 'check_compatible', 'make_optimizer', 'fit',
            'Method', 'register_method', 'get_method', 'sr3_predict', 'open_datasets', 'build_model', 'train', 'Run',
-           'load_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'super_resolve_path', 'add_train_arguments',
-           'config_from_args', 'train_command', 'add_sample_arguments', 'sample_command']
+           'load_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'super_resolve_path']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -1011,91 +1009,3 @@ def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, ste
             sr3data.to_pil(sr[k]).save(tmp, format='PNG'); os.replace(tmp, target)
             written.append(target)
     return written
-
-# %% ../nbs/13_training.ipynb #d2d239e5
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    "Options of `sr3lit train`."
-    p.add_argument('--preset', metavar='NAME', help=f"one of {', '.join(PRESETS)} (default: the folder's own config, else tiny)")
-    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='the run folder (created, or continued)')
-    p.add_argument('--method', metavar='NAME', help='sr3 (default) or regression')
-    p.add_argument('--max-steps', type=int, metavar='N', help='train until step N')
-    p.add_argument('--checkpoint-every', type=int, metavar='K', help='steps between checkpoints')
-    p.add_argument('--batch-size', type=int, metavar='B', help='global batch size')
-    p.add_argument('--data', type=Path, metavar='DIR', help='prepared data root or folder, or a folder of images')
-    p.add_argument('--seed', type=int, metavar='S')
-    p.add_argument('--device', metavar='DEV', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--config', type=Path, metavar='FILE', help='a JSON object of settings')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any config setting; repeatable')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.add_argument('--print-config', action='store_true', help='print the resolved configuration and exit')
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    "The configuration `sr3lit train` uses for these arguments."
-    saved = Path(args.out) / 'config.json'
-    base = TrainConfig.from_dict(json.loads(saved.read_text())) if args.preset is None and saved.is_file() else None
-    cfg = make_config(args.preset or 'tiny', args.config, args.set, base=base)
-    explicit = {'method': args.method, 'max_steps': args.max_steps, 'checkpoint_every': args.checkpoint_every,
-                'batch_size': args.batch_size, 'seed': args.seed, 'device': args.device}
-    values = {k: v for k, v in explicit.items() if v is not None}
-    if args.data is not None:
-        values['data_dir'] = str(args.data)
-        lr, hr = cfg.lr_size, cfg.hr_size
-        prepared = [args.data / f'{cfg.dataset}_{lr}_{hr}', args.data / f'hr_{hr}', args.data / 'train' / f'hr_{hr}']
-        if cfg.dataset == 'embedded' and not any(p.is_dir() for p in prepared):
-            values['dataset'] = 'folder'                 # --data on an embedded preset: a folder of your own images
-    if args.quiet: values['progress'] = False
-    return cfg._replace(values)
-
-def train_command(args: argparse.Namespace) -> int:
-    "Run `sr3lit train` (see `--help`); the exit status."
-    cfg = config_from_args(args)
-    cfg = get_method(cfg.method).configure(cfg)
-    if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2)); return 0
-    try: result = train(cfg, args.out)
-    except NonFiniteLossError as e:
-        print(f"sr3lit train: error: {e}", file=sys.stderr); return 1
-    if result.stopped_by:
-        print(f"stopped by {result.stopped_by} at step {result.step}; the same command continues the run", file=sys.stderr)
-        return 128 + int(signal.Signals[result.stopped_by])
-    if int(os.environ.get('RANK', '0')) == 0:
-        if result.resumed_from == result.step:
-            print(f"{args.out}: already at step {result.step}; give a larger --max-steps to train on")
-        else:
-            loss = f", loss {result.loss:.4f}" if result.loss is not None else ""
-            print(f"{args.out}: step {result.step}{loss}" + (f" (continued from step {result.resumed_from})" if result.resumed_from else ""))
-    return 0
-
-def add_sample_arguments(p: argparse.ArgumentParser) -> None:
-    "Options of `sr3lit sample`."
-    p.add_argument('--model', type=Path, required=True, metavar='RUN', help="a run folder, or a reference *_gen.pth checkpoint")
-    p.add_argument('--input', type=Path, required=True, metavar='PATH', help='a folder of low-resolution images, or one image')
-    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where the PNGs go (same names as the inputs)')
-    p.add_argument('--steps', type=int, metavar='N', help='sampling steps (default: the training T)')
-    p.add_argument('--sampler', choices=SAMPLERS, default='ddpm', help='Algorithm 2 (ddpm) or DDIM')
-    p.add_argument('--eta', type=float, default=0.0, metavar='ETA', help='DDIM noise (0: deterministic)')
-    p.add_argument('--schedule', choices=SCHEDULE_METHODS, default='respace', help='how to cut T steps down to N')
-    p.add_argument('--samples', type=int, default=1, metavar='K', help='samples per image (NAME_0.png .. NAME_{K-1}.png)')
-    p.add_argument('--seed', type=int, default=0, metavar='S')
-    p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
-    p.add_argument('--overlap', type=int, metavar='PX', help='overlap of tiles for large images (default: a quarter tile)')
-    p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-
-def sample_command(args: argparse.Namespace) -> int:
-    "Run `sr3lit sample` (see `--help`); the exit status."
-    if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    run = load_run(args.model, args.device, args.weights)
-    if args.steps is not None and args.steps > run.config.n_timestep:
-        raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
-    t0 = time.perf_counter()
-    written = super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler, schedule=args.schedule,
-                                 samples=args.samples, seed=args.seed, overlap=args.overlap, eta=args.eta, progress=not args.quiet)
-    seconds = time.perf_counter() - t0
-    summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
-                   steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=args.schedule, eta=args.eta,
-                   samples=args.samples, seed=args.seed, weights=args.weights, images=len(written),
-                   seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in written])
-    atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())
-    print(f"wrote {len(written)} images to {args.out} in {seconds:.1f} s")
-    return 0
