@@ -1,9 +1,7 @@
-"Tests for sr3lit.data: image conversion, LR/HR pairs, bicubic resampling, datasets, atomic preparation, extraction."
+"Tests for sr3lit.data: image conversion, LR/HR pairs, bicubic resampling, datasets, atomic preparation (extraction: test_download.py)."
 import io
 import json
 import struct
-import tarfile
-import zipfile
 import zlib
 from pathlib import Path
 from unittest import mock
@@ -17,7 +15,7 @@ from PIL import Image
 
 from sr3lit import data
 from sr3lit.data import (DataError, ImageFolderSR, PreparedSR, check_scale, downsample, embedded_dataset,
-                         embedded_patches, extract_archive, load_rgb, make_lr_hr, prepare_folder, resize_center_crop,
+                         embedded_patches, load_rgb, make_lr_hr, prepare_folder, resize_center_crop,
                          to_pil, to_rgb8, to_tensor, upsample, write_embedded)
 
 RNG = np.random.default_rng(0)
@@ -398,56 +396,3 @@ def test_write_embedded(tmp_path):
     for split in ('train', 'test'):
         assert len(PreparedSR(tmp_path / 'e', split=split)) == m['splits'][split]['written'] == len(embedded_dataset(split, 32, 8, photo_size=96))
     with pytest.raises(DataError, match='already exists'): write_embedded(tmp_path / 'e', 8, 32)
-
-
-# ---------------------------------------------------------------- archives
-
-def test_zip_slip_refused(tmp_path):
-    for name in ('../evil.txt', '/abs/evil.txt', 'a/../../evil.txt', 'C:/evil.txt', '..\\evil.txt'):
-        arc = tmp_path / 'a.zip'
-        with zipfile.ZipFile(arc, 'w') as zf: zf.writestr('ok/1.txt', 'ok'); zf.writestr(name, 'bad')
-        with pytest.raises(DataError, match='leaves the target folder'): extract_archive(arc, tmp_path / 'x' / 'out')
-        assert not (tmp_path / 'evil.txt').exists() and not (tmp_path / 'x' / 'out').exists()
-
-
-def test_zip_symlink_refused(tmp_path):
-    arc = tmp_path / 'a.zip'
-    with zipfile.ZipFile(arc, 'w') as zf:
-        info = zipfile.ZipInfo('link'); info.external_attr = (0o120777 << 16); zf.writestr(info, '/etc/passwd')
-    with pytest.raises(DataError, match='symbolic link'): extract_archive(arc, tmp_path / 'out')
-
-
-@pytest.mark.parametrize('kind', ['sym', 'hard', 'abs', 'dotdot'])
-def test_tar_unsafe_members_refused(tmp_path, kind):
-    arc = tmp_path / 'a.tar'
-    with tarfile.open(arc, 'w') as tf:
-        if kind in ('sym', 'hard'):
-            ti = tarfile.TarInfo('link'); ti.type = tarfile.SYMTYPE if kind == 'sym' else tarfile.LNKTYPE
-            ti.linkname = '../../outside'; tf.addfile(ti)
-        else:
-            ti = tarfile.TarInfo('/tmp/evil' if kind == 'abs' else '../evil'); ti.size = 1; tf.addfile(ti, io.BytesIO(b'x'))
-    with pytest.raises(DataError): extract_archive(arc, tmp_path / 'out')
-    assert not (tmp_path / 'out').exists() and not (tmp_path / 'evil').exists()
-
-
-def test_extract_selected_folders_and_formats(tmp_path):
-    for suffix, mode in (('.tar.gz', 'w:gz'), ('.tar.bz2', 'w:bz2'), ('.zip', None)):
-        arc = tmp_path / f'a{suffix}'
-        members = {'afhq/train/dog/1.jpg': b'd', 'afhq/train/cat/2.jpg': b'c', 'afhq/val/dog/3.jpg': b'v'}
-        if mode is None:
-            with zipfile.ZipFile(arc, 'w') as zf:
-                for n, b in members.items(): zf.writestr(n, b)
-        else:
-            with tarfile.open(arc, mode) as tf:
-                for n, b in members.items():
-                    ti = tarfile.TarInfo(n); ti.size = len(b); tf.addfile(ti, io.BytesIO(b))
-        out = extract_archive(arc, tmp_path / f'out{suffix}', folders=['afhq/train/dog', 'afhq/val/dog/'])
-        assert sorted(str(p.relative_to(out)) for p in out.rglob('*.jpg')) == ['afhq/train/dog/1.jpg', 'afhq/val/dog/3.jpg']
-
-
-def test_damaged_or_unknown_archives(tmp_path):
-    (tmp_path / 'x.zip').write_bytes(b'PK\x03\x04' + b'\0' * 50)
-    (tmp_path / 'y.bin').write_bytes(b'hello')
-    for name in ('x.zip', 'y.bin', 'missing.zip'):
-        with pytest.raises(DataError): extract_archive(tmp_path / name, tmp_path / 'out')
-    assert not (tmp_path / 'out').exists()

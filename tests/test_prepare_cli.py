@@ -21,8 +21,10 @@ import pytest
 from PIL import Image
 
 from sr3lit import data
+from sr3lit import download as downloads      # the module; `download` is its function
 from sr3lit.cli import SUBCOMMANDS, main
-from sr3lit.data import ChecksumError, DataError, DownloadError, RemoteFile, download
+from sr3lit.data import DataError
+from sr3lit.download import ChecksumError, DownloadError, RemoteFile, download
 
 
 # ---------------------------------------------------------------- a local server with byte ranges
@@ -197,8 +199,8 @@ def small_div2k(server, monkeypatch):
     "The real DIV2K entry with its archives, sizes and checksums replaced by small ones served locally."
     archives = mini_div2k()
     server.files.update(archives)
-    files = tuple(replace(f, size=len(archives[f.filename]), sha256=sha(archives[f.filename])) for f in data.DATASETS['div2k'].files)
-    monkeypatch.setitem(data.DATASETS, 'div2k', replace(data.DATASETS['div2k'], files=files))
+    files = tuple(replace(f, size=len(archives[f.filename]), sha256=sha(archives[f.filename])) for f in downloads.DATASETS['div2k'].files)
+    monkeypatch.setitem(downloads.DATASETS, 'div2k', replace(downloads.DATASETS['div2k'], files=files))
     return server
 
 
@@ -238,7 +240,7 @@ def test_prepare_dataset_downloads_extracts_and_prepares(small_div2k, tmp_path):
 
 def test_prepare_dataset_resumes_a_cut_download(small_div2k, tmp_path, monkeypatch):
     small_div2k.cut_after['DIV2K_train_HR.zip'] = 1000
-    monkeypatch.setattr(data.time, 'sleep', lambda seconds: None)     # no waiting between retries in a test
+    monkeypatch.setattr(downloads.time, 'sleep', lambda seconds: None)     # no waiting between retries in a test
     status, _, err = run(['prepare', 'div2k', '--root', str(tmp_path), '--base-url', small_div2k.url, '--lr', '8',
                           '--hr', '32', '--quiet'])
     # the first attempt hangs up after 1000 bytes; the retry asks for the rest
@@ -261,9 +263,9 @@ def test_real_registry_checksum_mismatch(server, tmp_path):
 
 
 def test_wrong_sha256_via_cli(small_div2k, tmp_path, monkeypatch):
-    spec = data.DATASETS['div2k']
+    spec = downloads.DATASETS['div2k']
     bad = (replace(spec.files[0], sha256='f' * 64), spec.files[1])
-    monkeypatch.setitem(data.DATASETS, 'div2k', replace(spec, files=bad))
+    monkeypatch.setitem(downloads.DATASETS, 'div2k', replace(spec, files=bad))
     status, _, err = run(['prepare', 'div2k', '--root', str(tmp_path), '--base-url', small_div2k.url, '--quiet'])
     assert_one_line_error(status, err, 'sha256', 'expected ' + 'f' * 64)
     assert not list((tmp_path / 'downloads').iterdir()) and not (tmp_path / 'div2k_16_128').exists()
@@ -453,7 +455,7 @@ def test_help_list_version_and_registry():
     status, out, _ = run(['prepare', '--help'])
     assert status == 0 and '--from-folder' in out and '--overwrite' in out and 'div2k' in out
     status, out, _ = run(['prepare', '--list'])
-    assert status == 0 and all(name in out for name in data.DATASETS)
+    assert status == 0 and all(name in out for name in downloads.DATASETS)
     status, out, _ = run(['--version']); assert status == 0 and out.startswith('sr3lit ')
     status, _, err = run([]); assert status == 2 and 'choose a command' in err
 
