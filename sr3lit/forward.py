@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .checks import Case, Mistake, describe, per_image, print_passed, random_images, random_normal, run_check
+from .images import to_uint8
 from .schedules import NoiseSchedule
 
 # %% auto #0
@@ -187,7 +188,7 @@ def check_q_sample(fn: Callable) -> None:
 def _png_bytes(img: torch.Tensor, zoom: int = 4) -> bytes:
     "PNG encoding of a (C, H, W) image in [-1, 1] (clipped), enlarged `zoom` times without smoothing."
     from PIL import Image
-    arr = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    arr = to_uint8(img)                                                      # (H, W, C)
     pil = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
     pil = pil.resize((pil.width * zoom, pil.height * zoom), Image.NEAREST)
     buf = io.BytesIO(); pil.save(buf, format='PNG')

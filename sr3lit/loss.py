@@ -19,7 +19,7 @@ from .forward import q_sample
 
 # %% auto #0
 __all__ = ['NOISE_LEVEL_METHODS', 'LOSS_MISTAKES', 'sample_noise_level', 'check_sample_noise_level', 'diffusion_loss',
-           'check_loss']
+           'check_loss', 'fit_denoiser']
 
 # %% ../nbs/04_loss.ipynb #700f8572
 NOISE_LEVEL_METHODS = ('gamma', 'sqrt_gamma')
@@ -329,3 +329,20 @@ def check_loss(fn: Callable) -> None:
     model.zero_grad(); out.sum().backward()
     if model.w.grad is None or not torch.isfinite(model.w.grad): raise CheckFailed(f"{ex}: backward() gives the network no gradient.")
     print_passed(ex, n + 1)
+
+# %% ../nbs/04_loss.ipynb #f1d2e3a4
+def fit_denoiser(model: nn.Module, x_up: Tensor | None, y0: Tensor, schedule: NoiseSchedule, steps: int, lr: float = 1e-3,
+                 batch_size: int = 16, p: int = 1, generator: torch.Generator | None = None, method: str = 'gamma') -> list[float]:
+    """Algorithm 1: `steps` Adam steps on `diffusion_loss`, each on `batch_size` pairs `(x_up[i], y0[i])` drawn with
+    replacement (`x_up` None: unconditional). The model is left in training mode; returns the loss of every step."""
+    if len(y0) == 0 or (x_up is not None and len(x_up) != len(y0)):
+        raise ValueError(f"need as many conditioning images as targets, got {None if x_up is None else len(x_up)} and {len(y0)}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(len(y0), (batch_size,), generator=generator)
+        loss = diffusion_loss(model, None if x_up is None else x_up[idx], y0[idx], schedule, p=p, generator=generator, method=method)
+        opt.zero_grad(); loss.backward(); opt.step()
+        losses.append(loss.item())
+    return losses
