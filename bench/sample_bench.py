@@ -15,7 +15,8 @@ import time
 import torch
 
 from sr3lit.sampling import sample, sampling_schedule
-from sr3lit.training import build_model, make_config
+from sr3lit.config import make_config
+from sr3lit.training import build_model
 
 STEPS = (2000, 200, 50, 10)
 

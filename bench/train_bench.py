@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from sr3lit.training import EMA, DiffusionObjective, SampleRNG, build_model, make_config, make_optimizer
+from sr3lit.config import make_config
+from sr3lit.training import EMA, DiffusionObjective, SampleRNG, build_model, make_optimizer
 
 BATCH = 4
 CONFIGS = {'tiny': dict(preset='tiny'), '16->128': dict(preset='faces-16-128')}

@@ -17,7 +17,11 @@ from typing import Callable, Sequence
 
 from . import __version__
 from . import data
-from . import training
+from . import download
+from .config import PRESETS, TrainConfig, make_config, split_settings
+from .checkpoint import atomic_write_bytes
+from . import training      # training.train: the tests replace it to simulate a failing run
+from . import inference
 from . import experiments
 from . import assignment
 from .sampling import SAMPLERS, SCHEDULE_METHODS
@@ -101,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # %% ../nbs/19_cli.ipynb #1c1e2857
 def _add_prepare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('dataset', nargs='?', metavar='DATASET', choices=[*data.DATASETS, 'embedded'],
-                   help=f"one of {', '.join(data.DATASETS)}, or 'embedded' (no download)")
+    p.add_argument('dataset', nargs='?', metavar='DATASET', choices=[*download.DATASETS, 'embedded'],
+                   help=f"one of {', '.join(download.DATASETS)}, or 'embedded' (no download)")
     p.add_argument('--from-folder', type=Path, metavar='IMAGES', help='prepare your own images (all, recursively) instead')
     p.add_argument('--root', type=Path, metavar='DIR', help='folder for downloads/, extracted/ and the prepared dataset')
     p.add_argument('--out', type=Path, metavar='DIR', help='the prepared folder (default ROOT/NAME_LR_HR)')
@@ -121,7 +125,7 @@ def _add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
 def _print_registry() -> None:
-    for s in data.DATASETS.values():
+    for s in download.DATASETS.values():
         size = sum(f.size or 0 for f in s.files)
         size = f'{size / 2**30:5.2f} GiB' if size else 'size n/a '
         print(f"{s.name:<12} {s.lr_size}->{s.hr_size}  {size}  {s.description}")
@@ -155,10 +159,10 @@ def prepare(args: argparse.Namespace) -> int:
                                        stride=args.stride, progress=progress)
         _report(manifest, out); return 0
     if args.root is None: raise data.DataError(f"{args.dataset} needs --root DIR (downloads, extracted files and the prepared data go there)")
-    spec = data.get_dataset(args.dataset)
+    spec = download.get_dataset(args.dataset)
     lr, hr = _or(args.lr, spec.lr_size), _or(args.hr, spec.hr_size)
     out = args.out or args.root / f'{spec.name}_{lr}_{hr}'
-    manifest = data.prepare_dataset(spec, args.root, lr, hr, out=out, archive=args.archive, base_url=args.base_url,
+    manifest = download.prepare_dataset(spec, args.root, lr, hr, out=out, archive=args.archive, base_url=args.base_url,
                                     overwrite=args.overwrite, verify=not args.no_verify, lr_from=args.lr_from,
                                     allow_upscale=args.upscale_small, progress=progress)
     _report(manifest, out); return 0
@@ -169,7 +173,7 @@ register_subcommand('prepare', 'download, verify and prepare LR/HR datasets (or 
 # %% ../nbs/19_cli.ipynb #a5bf4de9
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     "Options of `sr3lit train`."
-    p.add_argument('--preset', metavar='NAME', help=f"one of {', '.join(training.PRESETS)} (default: the folder's own config, else tiny)")
+    p.add_argument('--preset', metavar='NAME', help=f"one of {', '.join(PRESETS)} (default: the folder's own config, else tiny)")
     p.add_argument('--out', type=Path, required=True, metavar='DIR', help='the run folder (created, or continued)')
     p.add_argument('--method', metavar='NAME', help='sr3 (default) or regression')
     p.add_argument('--max-steps', type=int, metavar='N', help='train until step N')
@@ -183,11 +187,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--print-config', action='store_true', help='print the resolved configuration and exit')
 
-def config_from_args(args: argparse.Namespace) -> training.TrainConfig:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     "The configuration `sr3lit train` uses for these arguments."
     saved = Path(args.out) / 'config.json'
-    base = training.TrainConfig.from_dict(json.loads(saved.read_text())) if args.preset is None and saved.is_file() else None
-    cfg = training.make_config(args.preset or 'tiny', args.config, args.set, base=base)
+    base = TrainConfig.from_dict(json.loads(saved.read_text())) if args.preset is None and saved.is_file() else None
+    cfg = make_config(args.preset or 'tiny', args.config, args.set, base=base)
     explicit = {'method': args.method, 'max_steps': args.max_steps, 'checkpoint_every': args.checkpoint_every,
                 'batch_size': args.batch_size, 'seed': args.seed, 'device': args.device}
     values = {k: v for k, v in explicit.items() if v is not None}
@@ -243,19 +247,19 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 def sample_command(args: argparse.Namespace) -> int:
     "Run `sr3lit sample` (see `--help`); the exit status."
     if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    run = training.load_run(args.model, args.device, args.weights)
+    run = inference.load_run(args.model, args.device, args.weights)
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
     t0 = time.perf_counter()
-    written = training.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
-                                          schedule=args.schedule, samples=args.samples, seed=args.seed,
-                                          overlap=args.overlap, eta=args.eta, progress=not args.quiet)
+    written = inference.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
+                                           schedule=args.schedule, samples=args.samples, seed=args.seed,
+                                           overlap=args.overlap, eta=args.eta, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
                    steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=args.schedule, eta=args.eta,
                    samples=args.samples, seed=args.seed, weights=args.weights, images=len(written),
                    seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in written])
-    training.atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())
     print(f"wrote {len(written)} images to {args.out} in {seconds:.1f} s")
     return 0
 
@@ -331,12 +335,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     explicit = {'sr3_steps': args.sr3_steps, 'regression_steps': args.regression_steps, 'n_test': args.n_test,
                 'steps': args.steps, 'ddim_steps': args.ddim_steps, 'batch_size': args.batch_size, 'seed': args.seed, 'mark': args.mark}
     values = {k: v for k, v in explicit.items() if v is not None}
-    train_overrides = dict(preset.train_overrides)
-    for item in args.train_set:
-        key, sep, value = item.partition('=')
-        if not sep or not key.strip(): raise ValueError(f"--train-set takes key=value, got {item!r}")
-        train_overrides[key.strip()] = value.strip()
-    values['train_overrides'] = train_overrides
+    values['train_overrides'] = {**preset.train_overrides, **split_settings(args.train_set, '--train-set')}
     preset = experiments.get_experiment_preset(preset, values)
     if preset.kind != 'pretrained' and (args.checkpoint or args.image or args.mark):
         raise ValueError(f"--checkpoint, --image and --mark belong to faces-pretrained, not {preset.name}")

@@ -26,7 +26,7 @@ from torch import Tensor
 from . import __version__
 from . import data as sr3data
 from . import training
-from . import regression as _regression   # registers the 'regression' method with the trainer
+from . import inference
 from .data import DataError
 from .forward import q_sample
 from .metrics import consistency, psnr, sample_diversity, ssim
@@ -431,7 +431,7 @@ def train_configs(preset: ExperimentPreset, data_dir=None, device: str = 'auto',
         configs[method] = training.get_method(method).configure(cfg)
     return configs
 
-def train_stage(name: str, cfg: training.TrainConfig, run_dir, log: Progress) -> tuple[training.Run, dict]:
+def train_stage(name: str, cfg: training.TrainConfig, run_dir, log: Progress) -> tuple[inference.Run, dict]:
     "Train (or continue, or skip when done) the run `run_dir` of `cfg`; the loaded run (EMA weights) and a summary."
     run_dir = Path(run_dir)
     done = training.checkpoint_steps(run_dir) if (run_dir / 'config.json').is_file() else []
@@ -442,7 +442,7 @@ def train_stage(name: str, cfg: training.TrainConfig, run_dir, log: Progress) ->
         log(f"train {name}: to step {cfg.max_steps}" + (f" (continuing from {done[-1]})" if done else "") + f" in {run_dir}")
         result = training.train(cfg, run_dir)
         log(f"train {name}: step {result.step}, loss {result.loss if result.loss is None else round(result.loss, 4)}")
-    run = training.load_run(run_dir, device=cfg.device)
+    run = inference.load_run(run_dir, device=cfg.device)
     rows = training.read_csv_log(run_dir / 'metrics.csv')
     summary = {'run_dir': str(run_dir), 'step': run.step, 'parameters': count_parameters(run.model),
                'seconds': rows[-1]['elapsed_s'] if rows else None, 'final_loss': rows[-1]['loss'] if rows else None,
@@ -455,7 +455,7 @@ def initial_noise(names: Sequence[str], shape: Sequence[int], seed: int) -> Tens
     return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(training.derive_seed(seed, 'y_T', n)))
                         for n in names])
 
-def sr3_outputs(run: training.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str = 'respace',
+def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str = 'respace',
                 sampler: str = 'ddpm', seed: int = 0, batch_size: int = 16, trajectory_every: int | None = None,
                 keep: int = 0, progress: bool = False) -> tuple[Tensor, dict | None]:
     "SR3 samples (N, 3, H, W) of the upsampled test images `x_up`; with `trajectory_every`, the first `keep` images' chains."
@@ -480,7 +480,7 @@ def sr3_outputs(run: training.Run, x_up: Tensor, names: Sequence[str], *, steps:
     trajectory = None if timesteps is None else {'timesteps': timesteps, 'states': torch.cat(states, 1), 'denoised': torch.cat(denoised, 1)}
     return torch.cat(outputs), trajectory
 
-def regression_outputs(run: training.Run, x_up: Tensor, batch_size: int = 16) -> Tensor:
+def regression_outputs(run: inference.Run, x_up: Tensor, batch_size: int = 16) -> Tensor:
     "The regression baseline's one-step predictions of the upsampled test images `x_up`."
     device = next(run.model.parameters()).device
     with torch.no_grad():

@@ -10,10 +10,10 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from .training import Method, SampleRNG, TrainConfig, register_method
+from .config import TrainConfig
 
 # %% auto #0
-__all__ = ['REGRESSION', 'regression_predict', 'RegressionObjective']
+__all__ = ['regression_predict', 'RegressionObjective', 'regression_configure', 'regression_method_predict']
 
 # %% ../nbs/12_regression.ipynb #7527eb3e
 def regression_predict(model: nn.Module, x_up: Tensor) -> Tensor:
@@ -27,7 +27,8 @@ class RegressionObjective:
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
         self.p = p
 
-    def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, batch: dict, rng=None) -> Tensor:
+        "The loss of `batch`; `rng` (the per-sample generators of chapter 13) is not used: nothing is drawn."
         x_up, y0 = batch['x_up'], batch['HR']
         prediction = model(x_up, torch.zeros(x_up.shape[0], device=x_up.device, dtype=x_up.dtype))
         error = (prediction.float() - y0.float()).abs()       # no clamp while training: it would cut the gradient
@@ -36,7 +37,8 @@ class RegressionObjective:
     def __repr__(self): return f"RegressionObjective(p={self.p})"
 
 # %% ../nbs/12_regression.ipynb #23477dda
-def _regression_configure(cfg: TrainConfig) -> TrainConfig:
+def regression_configure(cfg: TrainConfig) -> TrainConfig:
+    "`cfg` adapted to the baseline: the U-Net takes x_up alone (3 channels), and no output preconditioning."
     # no y_t, so no preconditioning around it (it would pass x_up through with c_skip = 1, c_out = 0 at sqrt(gamma) = 0)
     if cfg.precondition: cfg = dataclasses.replace(cfg, precondition=False)
     if cfg.in_channel == 2 * cfg.out_channel:          # SR3's cat([x_up, y_t]) from a preset: drop y_t
@@ -45,10 +47,7 @@ def _regression_configure(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"the regression U-Net takes x_up only: in_channel must be {cfg.out_channel}, got {cfg.in_channel}")
     return cfg
 
-def _regression_method_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, n_samples: int = 1, **sampling) -> Tensor:
-    "`Method.predict` for the baseline: deterministic, so `n_samples` copies of the one prediction; sampling options are ignored."
+def regression_method_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, n_samples: int = 1, **sampling) -> Tensor:
+    "The trainer's `predict` for the baseline: deterministic, so `n_samples` copies of the one prediction; sampling options are ignored."
     prediction = regression_predict(model, x_up)
     return prediction.repeat_interleave(n_samples, dim=0) if n_samples > 1 else prediction
-
-REGRESSION = register_method(Method('regression', lambda cfg: RegressionObjective(cfg.loss_p), _regression_method_predict,
-                                    _regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'))

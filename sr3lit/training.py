@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import dataclasses
 import functools
-import hashlib
 import io
 import json
 import math
@@ -24,31 +22,36 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load as safetensors_load, save as safetensors_save
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as _TorchSampler
 
-from .schedules import NoiseSchedule
-from .loss import NOISE_LEVEL_METHODS, diffusion_loss, sample_noise_level
-from .unet import NEW_MODEL_CONDITIONING, NEW_MODEL_OUTPUT, UNet, count_parameters, load_janspiry
-from .sampling import SAMPLERS, SCHEDULE_METHODS, sample, sampling_schedule
 from . import data as sr3data
+from .download import DATASETS
+from .images import save_image_grid
+from .schedules import NoiseSchedule
+from .loss import diffusion_loss, sample_noise_level
+from .unet import UNet
+from .metrics import psnr
+from .sampling import sample, sampling_schedule
+# TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
+from .config import PRESETS, TrainConfig, make_config
+from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
+                               load_checkpoint, save_checkpoint)
+from .regression import RegressionObjective, regression_configure, regression_method_predict
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'PRESETS', 'METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS',
-           'derive_seed', 'seed_global_rngs', 'StepSampler', 'StepSeededDataset', 'SampleRNG', 'DiffusionObjective',
-           'learning_rate', 'EMA', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states', 'checkpoint_steps',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint', 'TrainConfig', 'make_config', 'DistContext',
-           'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves', 'to_uint8_images',
-           'save_image_grid', 'NonFiniteLossError', 'TrainResult', 'check_compatible', 'make_optimizer', 'fit',
-           'Method', 'register_method', 'get_method', 'sr3_predict', 'open_datasets', 'build_model', 'train', 'Run',
-           'load_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'super_resolve_path']
+__all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed', 'seed_global_rngs',
+           'StepSampler', 'StepSeededDataset', 'SampleRNG', 'DiffusionObjective', 'learning_rate', 'EMA', 'DistContext',
+           'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError',
+           'TrainResult', 'check_compatible', 'make_optimizer', 'TrainingSession', 'start_session', 'step_loader',
+           'optimisation_step', 'TrainingLog', 'validation_batch', 'validate', 'save_session', 'fit', 'Method',
+           'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -183,289 +186,6 @@ class EMA:
     def state_dict(self) -> dict: return self.model.state_dict()
     def load_state_dict(self, state: dict) -> None: self.model.load_state_dict(state)
 
-# %% ../nbs/13_training.ipynb #dae2c3e0
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):   # not every file system lets a directory be opened
-        fd = os.open(path, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> str:
-    "Write `data` to `path` through a temporary file and `os.replace`; return its SHA-256."
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    "Make `dst` the same file as `src` (a hard link where the file system allows it), atomically."
-    tmp = dst.with_name(f'.{dst.name}.tmp{os.getpid()}')
-    with contextlib.suppress(FileNotFoundError): tmp.unlink()
-    try: os.link(src, tmp)
-    except OSError: shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-def capture_rng_states() -> dict:
-    "The states of torch's (CPU and CUDA), NumPy's and Python's global generators, as plain tensors and tuples."
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                           has_gauss=int(has_gauss), cached=float(cached)),
-                python=random.getstate())
-
-def restore_rng_states(states: dict) -> None:
-    "Undo `capture_rng_states`."
-    torch.set_rng_state(states['torch'])
-    if states['cuda'] and torch.cuda.is_available() and len(states['cuda']) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states['cuda'])
-    n = states['numpy']
-    np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached']))
-    random.setstate(states['python'])
-
-def _tensor_dict(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to('cpu').contiguous() for k, v in module.state_dict().items()}
-
-# %% ../nbs/13_training.ipynb #de1b51ca
-CHECKPOINT_DIR = 'checkpoints'
-STATE_FILE = 'training_state.pt'
-
-def checkpoint_steps(run_dir: str | Path) -> list[int]:
-    "The steps of the complete checkpoints in `run_dir`, oldest first."
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir(): return []
-    return sorted(int(p.name[5:]) for p in root.glob('step-*') if p.name[5:].isdigit() and (p / STATE_FILE).is_file())
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    "The newest complete checkpoint folder of `run_dir`, or None."
-    steps = checkpoint_steps(run_dir)
-    return Path(run_dir) / CHECKPOINT_DIR / f'step-{steps[-1]:08d}' if steps else None
-
-def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    ema: EMA | None = None, extra: dict | None = None, keep: int = 1) -> Path:
-    "Write the checkpoint of `step` (commit = one folder rename), point the run's top-level weights at it, prune to `keep`."
-    run_dir = Path(run_dir)
-    root = run_dir / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final, tmp = root / f'step-{step:08d}', root / f'.step-{step:08d}.tmp'
-    if (final / STATE_FILE).is_file(): return final          # this step is already on disk
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    meta = {'sr3lit_step': str(step)}     # one key: safetensors orders metadata keys arbitrarily, and equal runs should write equal bytes
-    files = {'model.safetensors': atomic_write_bytes(tmp / 'model.safetensors', safetensors_save(_tensor_dict(model), meta))}
-    if ema is not None:
-        files['ema.safetensors'] = atomic_write_bytes(tmp / 'ema.safetensors', safetensors_save(_tensor_dict(ema.model), meta))
-    state = dict(step=step, files=files, rng=capture_rng_states(), extra=extra or {},
-                 optimizer=optimizer.state_dict() if optimizer is not None else None)
-    buffer = io.BytesIO(); torch.save(state, buffer)
-    atomic_write_bytes(tmp / STATE_FILE, buffer.getvalue())   # last: it names and hashes the files above
-    _fsync_dir(tmp)
-    os.replace(tmp, final)                                     # the commit point
-    _fsync_dir(root)
-    for name in files: _link_or_copy(final / name, run_dir / name)
-    if ema is None:
-        with contextlib.suppress(FileNotFoundError): (run_dir / 'ema.safetensors').unlink()
-    for old in checkpoint_steps(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(root / f'step-{old:08d}', ignore_errors=True)
-    return final
-
-def load_checkpoint(checkpoint: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    ema: EMA | None = None, restore_rng: bool = True) -> dict:
-    "Load a checkpoint folder into `model` (and `optimizer`, `ema`), checking the file hashes; return its state dict."
-    checkpoint = Path(checkpoint)
-    state = torch.load(checkpoint / STATE_FILE, map_location='cpu', weights_only=True)
-    weights = {}
-    for name, digest in state['files'].items():
-        data = (checkpoint / name).read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise RuntimeError(f"{checkpoint / name} does not match the hash recorded in {STATE_FILE}: the file is corrupt")
-        weights[name] = safetensors_load(data)
-    model.load_state_dict(weights['model.safetensors'])
-    if ema is not None:
-        if 'ema.safetensors' not in weights: raise ValueError(f"{checkpoint} holds no EMA weights")
-        ema.load_state_dict(weights['ema.safetensors'])
-    if optimizer is not None and state['optimizer'] is not None: optimizer.load_state_dict(state['optimizer'])
-    if restore_rng: restore_rng_states(state['rng'])
-    return state
-
-# %% ../nbs/13_training.ipynb #2edeef66
-@dataclass
-class TrainConfig:
-    "Every setting of a training run (defaults: the `tiny` preset). `PRESETS` holds the named variants."
-    # --- what is learned
-    method: str = 'sr3'               # 'sr3' (Algorithm 1) or 'regression' (chapter 12's one-step baseline)
-    loss_p: int = 1                   # p of the loss ||.||_p^p: 1 (the report's L1) or 2 (squared error)
-    # --- data (sr3lit.data)
-    dataset: str = 'embedded'         # a dataset name known to sr3lit.data, or a folder of images
-    val_dataset: str = ''             # '' = the test split of `dataset`
-    data_dir: str = ''                # where prepared datasets live ('' = sr3lit.data's default)
-    lr_size: int = 8                  # low-resolution side
-    hr_size: int = 32                 # high-resolution side = the U-Net's image_size
-    hflip: bool = True                # random horizontal flips, as in the reference implementation
-    num_workers: int = 0              # DataLoader processes; 0 loads in the training process
-    # --- network (sr3lit.unet.UNet)
-    in_channel: int = 6               # cat([upsampled LR, y_t]): 3 + 3
-    out_channel: int = 3
-    inner_channel: int = 32
-    norm_groups: int = 16
-    channel_mults: tuple = (1, 2, 2, 4)
-    attn_res: tuple = (8,)
-    res_blocks: int = 1
-    dropout: float = 0.0
-    # conditioning and output of new models as chapter 05 chose them (the reference: additive, scale 1, no preconditioning)
-    use_affine_level: bool = NEW_MODEL_CONDITIONING['use_affine_level']   # FiLM by the noise level, or an additive shift
-    noise_scale: float = NEW_MODEL_CONDITIONING['noise_scale']     # sqrt(gamma) times this goes into the sinusoidal embedding
-    precondition: bool = NEW_MODEL_OUTPUT['precondition']          # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9)
-    sigma_data: float = NEW_MODEL_OUTPUT['sigma_data']             # the data's standard deviation assumed by the preconditioning
-    # --- noise schedule for training (sr3lit.schedules)
-    beta_schedule: str = 'linear'
-    n_timestep: int = 2000
-    linear_start: float = 1e-6
-    linear_end: float = 1e-2
-    noise_level_method: str = 'gamma'  # gamma ~ U(gamma_t, gamma_{t-1}) (the report) or 'sqrt_gamma' (uniform in sqrt(gamma), the reference)
-    # --- optimisation
-    optimizer: str = 'adam'           # 'adam' or 'adamw'
-    lr: float = 3e-4
-    adam_betas: tuple = (0.9, 0.999)
-    weight_decay: float = 0.0
-    warmup_steps: int = 100           # linear warm-up; 0 = constant learning rate
-    grad_clip: float = 1.0            # clip the global gradient norm to this; 0 = no clipping
-    batch_size: int = 16              # the GLOBAL batch, split evenly over the processes of a DDP run
-    max_steps: int = 1000
-    # --- exponential moving average of the weights
-    ema_decay: float = 0.995          # 0 = no EMA; half-life ln2/(1-d) = 138 updates, short enough for a 1000-step run
-    ema_start: int = 200              # updates before which the EMA is a plain copy of the weights
-    ema_every: int = 1
-    # --- numerics and hardware
-    seed: int = 0
-    device: str = 'auto'              # 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
-    amp: str = 'auto'                 # 'auto' = bf16 autocast on CUDA and off on the CPU; 'bf16'; 'off'
-    channels_last: bool = False       # NHWC memory layout (often faster convolutions on GPUs)
-    compile: bool = False             # torch.compile the network
-    # --- bookkeeping
-    log_every: int = 10               # steps per row of metrics.csv
-    checkpoint_every: int = 250
-    keep_checkpoints: int = 1         # how many checkpoint folders to keep
-    val_every: int = 250              # steps between validation images; 0 = never
-    n_val: int = 4                    # validation images
-    val_steps: int = 50               # sampling steps (respaced) for the validation images
-    progress: bool = True             # show a progress bar
-
-    def __post_init__(self):
-        for name in ('channel_mults', 'attn_res'): setattr(self, name, tuple(int(v) for v in getattr(self, name)))
-        self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        checks = [
-            (self.loss_p in (1, 2), f"loss_p must be 1 or 2, got {self.loss_p}"),
-            (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
-            (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
-            (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
-            (self.amp in ('auto', 'bf16', 'off'), f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}"),
-            (self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}"),
-            (self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}"),
-            (0 <= self.ema_decay < 1, f"ema_decay must lie in [0, 1) (0 = no EMA), got {self.ema_decay}"),
-            (self.ema_start >= 0 and self.ema_every >= 1, "ema_start must be >= 0 and ema_every >= 1"),
-            (self.grad_clip >= 0 and self.weight_decay >= 0 and self.warmup_steps >= 0, "grad_clip, weight_decay and warmup_steps must be >= 0"),
-            (self.log_every >= 1 and self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "log_every, checkpoint_every and keep_checkpoints must be >= 1"),
-            (self.val_every >= 0 and self.n_val >= 1 and self.val_steps >= 1, "val_every must be >= 0, n_val and val_steps >= 1"),
-            (self.num_workers >= 0 and self.seed >= 0, "num_workers and seed must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok: raise ValueError(message)
-
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> 'TrainConfig':
-        "A config from a dict (e.g. a parsed config.json); unknown keys are an error, values are type-checked."
-        return cls()._replace(values)
-
-    def _replace(self, values: dict) -> 'TrainConfig':
-        defaults = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        unknown = sorted(set(values) - set(defaults))
-        if unknown: raise ValueError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                                     f"valid keys: {', '.join(defaults)}")
-        return dataclasses.replace(self, **{k: _coerce(k, v, defaults[k]) for k, v in values.items()})
-
-    def noise_schedule(self) -> NoiseSchedule:
-        "The training noise schedule."
-        return NoiseSchedule.make(self.beta_schedule, self.n_timestep, self.linear_start, self.linear_end)
-
-    def unet_kwargs(self) -> dict:
-        "The arguments of `sr3lit.unet.UNet` for this run."
-        return dict(in_channel=self.in_channel, out_channel=self.out_channel, inner_channel=self.inner_channel,
-                    norm_groups=self.norm_groups, channel_mults=self.channel_mults, attn_res=self.attn_res,
-                    res_blocks=self.res_blocks, dropout=self.dropout, image_size=self.hr_size,
-                    use_affine_level=self.use_affine_level, noise_scale=self.noise_scale,
-                    precondition=self.precondition, sigma_data=self.sigma_data)
-
-def _coerce(key: str, value: Any, like: Any) -> Any:
-    "`value` (a command-line string or a JSON value) converted to the type of the field's default `like`."
-    def integer(v):
-        number = float(v) if isinstance(v, str) else v
-        if isinstance(number, bool) or not float(number).is_integer(): raise ValueError
-        return int(number)
-    try:
-        if isinstance(like, bool):
-            if isinstance(value, bool): return value
-            words = {'true': True, 'yes': True, '1': True, 'on': True, 'false': False, 'no': False, '0': False, 'off': False}
-            return words[str(value).lower()]
-        if isinstance(like, int): return integer(value)
-        if isinstance(like, float):
-            if isinstance(value, bool): raise ValueError
-            return float(value)
-        if isinstance(like, tuple):
-            if isinstance(value, str):
-                text = value.strip()
-                value = json.loads(text) if text.startswith('[') else [v for v in text.strip('()').split(',') if v.strip()]
-            if like and isinstance(like[0], float): return tuple(float(v) for v in value)
-            return tuple(integer(v) for v in value)
-        if isinstance(value, str): return value
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError): pass
-    kind = {bool: 'true or false', int: 'an integer', float: 'a number', tuple: 'a list such as 1,2,4', str: 'a string'}[type(like)]
-    raise ValueError(f"config key {key!r} needs {kind}, got {value!r}")
-
-# %% ../nbs/13_training.ipynb #f0ed4572
-_REFERENCE_UNET = dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 4, 8, 8),
-                       attn_res=(16,), res_blocks=2, dropout=0.2, use_affine_level=False, noise_scale=1.0,
-                       precondition=False)
-_REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
-                           linear_start=1e-6, linear_end=1e-2, loss_p=1, optimizer='adam', warmup_steps=0,
-                           grad_clip=0.0, batch_size=4, max_steps=1_000_000, ema_decay=0.9999, ema_start=5000,
-                           log_every=200, checkpoint_every=10_000, val_every=10_000, n_val=8, val_steps=200)
-
-PRESETS: dict[str, dict] = {
-    'micro': dict(inner_channel=16, norm_groups=8, channel_mults=(1, 2), attn_res=(16,), res_blocks=1, lr=1e-3,
-                  warmup_steps=0, batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
-                  checkpoint_every=10, val_every=0, n_val=2, val_steps=5),
-    'tiny': {},
-    'afhq-dog-16-128': dict(_REFERENCE_TRAINING, dataset='afhq-dog', lr=1e-5),
-    'div2k-16-128': dict(_REFERENCE_TRAINING, dataset='div2k', lr=1e-5),
-    'faces-16-128': dict(_REFERENCE_TRAINING, dataset='ffhq', val_dataset='celebahq', lr=1e-4, noise_level_method='sqrt_gamma'),
-}
-
-def make_config(preset: str = 'tiny', config_file: str | Path | None = None, overrides: Sequence[str] | dict = (),
-                *, base: TrainConfig | None = None) -> TrainConfig:
-    "A `TrainConfig` from a preset (or `base`), then a JSON file, then `key=value` overrides (later ones win)."
-    if base is None:
-        if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        base = TrainConfig()._replace(PRESETS[preset])
-    cfg = base
-    if config_file is not None:
-        try: values = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError) as e: raise ValueError(f"cannot read config file {config_file}: {e}") from None
-        if not isinstance(values, dict): raise ValueError(f"config file {config_file} must hold a JSON object")
-        cfg = cfg._replace(values)
-    if isinstance(overrides, dict): return cfg._replace(overrides)
-    pairs = {}
-    for item in overrides:
-        key, sep, value = item.partition('=')
-        if not sep or not key.strip(): raise ValueError(f"--set takes key=value, got {item!r}")
-        pairs[key.strip()] = value.strip()
-    return cfg._replace(pairs)
-
 # %% ../nbs/13_training.ipynb #75eba02b
 @dataclass
 class DistContext:
@@ -567,27 +287,6 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     fig.savefig(path, dpi=90)
     return path
 
-def to_uint8_images(x: Tensor) -> np.ndarray:
-    "(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-def save_image_grid(columns: Sequence[Tensor], path: str | Path, gap: int = 2, min_size: int = 96) -> Path:
-    "Write images side by side: row b shows image b of every column tensor (B, 3, H, W) in [-1, 1], small ones enlarged."
-    from PIL import Image
-    zoom = max(1, -(-min_size // columns[0].shape[-1]))     # nearest-neighbour: pixels stay visible as pixels
-    cols = [to_uint8_images(c).repeat(zoom, 1).repeat(zoom, 2) for c in columns]
-    B, H, W, C = cols[0].shape
-    grid = np.full((B * (H + gap) - gap, len(cols) * (W + gap) - gap, C), 255, np.uint8)
-    for i, images in enumerate(cols):
-        for b in range(B): grid[b * (H + gap): b * (H + gap) + H, i * (W + gap): i * (W + gap) + W] = images[b]
-    Image.fromarray(grid.squeeze(-1) if C == 1 else grid).save(path)
-    return Path(path)
-
-def _psnr(prediction: Tensor, target: Tensor) -> Tensor:
-    "Per-image PSNR (dB) of images in [-1, 1], on the [0, 1] intensity scale."
-    mse = ((prediction.float().clamp(-1, 1) - target.float()) / 2).square().flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-12))
-
 # %% ../nbs/13_training.ipynb #c2a19c18
 Objective = Callable[[nn.Module, dict, SampleRNG], Tensor]
 
@@ -654,6 +353,166 @@ def _stack_items(dataset: Dataset, n: int) -> dict:
     items = [dataset[i] for i in picks]
     return {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], Tensor)}
 
+# %% ../nbs/13_training.ipynb #eeeea238
+@dataclass
+class TrainingSession:
+    "What one session of `fit` carries from step to step."
+    model: nn.Module                  # the weights being trained, on `device`
+    train_model: nn.Module            # what the objective calls: `model`, wrapped by DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    device: torch.device
+    use_amp: bool                     # bf16 autocast
+    step: int                         # optimiser updates done so far, over every session of the run
+    resumed_from: int | None = None   # the checkpoint this session started from
+    elapsed_before: float = 0.0       # seconds spent by earlier sessions of the run
+    last_saved: int | None = None     # the step of the newest checkpoint on disk
+    last_loss: float | None = None
+    t_start: float = field(default_factory=time.perf_counter)
+    last_plot: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        "Seconds of training in this run, all sessions together."
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+
+def start_session(model: nn.Module, cfg: TrainConfig, run_dir: Path, ctx: DistContext) -> TrainingSession:
+    "Write the run's config (rank 0), put `model` on the device with its optimiser and EMA, and resume from the newest checkpoint."
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / 'config.json', json.dumps(cfg.to_dict(), indent=2).encode())
+        for stale in (run_dir / CHECKPOINT_DIR).glob('.step-*.tmp'): shutil.rmtree(stale, ignore_errors=True)
+    device = ctx.device
+    model.to(device).train()
+    if cfg.channels_last: model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    ema = EMA(model, cfg.ema_decay, cfg.ema_start, cfg.ema_every) if cfg.ema_decay > 0 else None
+    step, elapsed_before, resumed_from = 0, 0.0, None
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, ema)
+        step, resumed_from = state['step'], state['step']
+        elapsed_before = float(state['extra'].get('elapsed_s', 0.0))
+    train_model = model
+    if ctx.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if cfg.compile: train_model = torch.compile(train_model)
+    use_amp = cfg.amp == 'bf16' or (cfg.amp == 'auto' and device.type == 'cuda')
+    if device.type == 'cuda': torch.backends.cudnn.benchmark = True     # fixed input sizes: let cuDNN pick its kernels
+    return TrainingSession(model, train_model, optimizer, ema, device, use_amp, step, resumed_from, elapsed_before,
+                           last_saved=step if checkpoint is not None else None)
+
+def step_loader(train_data: Dataset, cfg: TrainConfig, ctx: DistContext, start: int) -> DataLoader:
+    "The batches of steps start..max_steps-1 for this process, each a function of (seed, step)."
+    sampler = StepSampler(len(train_data), cfg.batch_size, cfg.seed, ctx.rank, ctx.world_size)
+    return DataLoader(StepSeededDataset(train_data, cfg.seed), batch_sampler=_StepKeys(sampler, start, cfg.max_steps),
+                      num_workers=cfg.num_workers, pin_memory=ctx.device.type == 'cuda')
+
+def optimisation_step(s: TrainingSession, objective: Objective, batch: dict, cfg: TrainConfig, ctx: DistContext,
+                      stop: _StopRequest, run_dir: Path) -> tuple[float, float, float, bool]:
+    "Step `s.step` of Algorithm 1 on `batch`; (loss, gradient norm, learning rate, whether any process was asked to stop)."
+    step = s.step
+    seed_global_rngs(derive_seed(cfg.seed, 'step', step, ctx.rank))     # dropout masks
+    rng = SampleRNG(batch.pop('sample_seed'), s.device)
+    batch = _to_device(batch, s.device, cfg.channels_last)
+    lr = learning_rate(step, cfg.lr, cfg.warmup_steps)
+    for group in s.optimizer.param_groups: group['lr'] = lr
+    with s.autocast(): losses = objective(s.train_model, batch, rng)
+    loss = losses.float().mean()
+    loss.backward()
+    params = [p for p in s.model.parameters() if p.grad is not None]
+    grad_norm = (nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0
+                 else nn.utils.get_total_norm([p.grad for p in params]))
+    # one all_reduce of three numbers: every process sees the same loss, norm and stop request (read now: a signal
+    # that arrived during this step's forward pass counts), so they act together
+    summary = torch.stack([loss.detach(), grad_norm.detach().float().to(loss.device),
+                           torch.tensor(float(stop.signum), device=loss.device)])
+    if ctx.world_size > 1: dist.all_reduce(summary)
+    loss_value, norm_value, stop_flag = (summary / ctx.world_size).tolist()
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):     # before the update: the weights stay finite
+        what = 'loss' if not math.isfinite(loss_value) else 'gradient norm'
+        raise NonFiniteLossError(
+            f"the {what} became {loss_value if what == 'loss' else norm_value} at step {step + 1}; training stopped. "
+            + (f"The last good checkpoint (step {s.last_saved}) in {run_dir} is untouched."
+               if s.last_saved is not None else f"No checkpoint was written to {run_dir}."))
+    s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.ema is not None: s.ema.update(s.model, step + 1)
+    s.step, s.last_loss = step + 1, loss_value
+    return loss_value, norm_value, lr, bool(stop_flag)
+
+class TrainingLog:
+    "Rank 0's record of a session: `metrics.csv` every `log_every` steps, `val_metrics.csv`, a progress bar (or plain lines in a log file)."
+    def __init__(self, run_dir: Path, cfg: TrainConfig, s: TrainingSession):
+        self.cfg = cfg
+        self.metrics = CSVLog(run_dir / 'metrics.csv', METRICS_COLUMNS, keep_until=s.resumed_from)
+        self.val = CSVLog(run_dir / 'val_metrics.csv', VAL_COLUMNS, keep_until=s.resumed_from)
+        from tqdm import tqdm
+        # a bar on a terminal; in a log file (a cluster job) one plain line per metrics row instead
+        self.lines = cfg.progress and not sys.stderr.isatty()
+        self.bar = tqdm(total=cfg.max_steps, initial=s.step, disable=not cfg.progress or self.lines,
+                        desc=f'train {run_dir.name}', unit='step', dynamic_ncols=True, file=sys.stderr)
+        self._start_interval(time.perf_counter())
+
+    def _start_interval(self, now: float) -> None:
+        self.loss_sum, self.norm_sum, self.steps, self.t, self.paused_s = 0.0, 0.0, 0, now, 0.0
+
+    def step(self, done: int, loss: float, grad_norm: float, lr: float, elapsed: float) -> None:
+        "Account for step `done`; write a row when it ends an interval of `log_every` steps (or the run)."
+        self.loss_sum += loss; self.norm_sum += grad_norm; self.steps += 1
+        self.bar.update(1)
+        if done % self.cfg.log_every and done != self.cfg.max_steps: return
+        now, n = time.perf_counter(), self.steps
+        # throughput of training alone: time spent on checkpoints and validation is left out
+        speed = n * self.cfg.batch_size / max(now - self.t - self.paused_s, 1e-9)
+        self.metrics.write(step=done, loss=self.loss_sum / n, lr=lr, images_per_s=speed, grad_norm=self.norm_sum / n, elapsed_s=elapsed)
+        self.bar.set_postfix(loss=f"{self.loss_sum / n:.4f}", img_s=f'{speed:.1f}', refresh=False)
+        if self.lines: print(f"step {done}/{self.cfg.max_steps} loss {self.loss_sum / n:.4f} lr {lr:.3g} "
+                             f"{speed:.1f} images/s grad norm {self.norm_sum / n:.3g}", flush=True)
+        self._start_interval(now)
+
+    @contextlib.contextmanager
+    def paused(self):
+        "Time spent inside is not training time."
+        t = time.perf_counter()
+        try: yield
+        finally: self.paused_s += time.perf_counter() - t
+
+    def close(self) -> None:
+        self.bar.close(); self.metrics.close(); self.val.close()
+
+def validation_batch(val_data: Dataset | None, predict: Callable | None, cfg: TrainConfig, ctx: DistContext) -> dict | None:
+    "The `n_val` validation items, stacked on the device (rank 0, when validation is on); else None."
+    if not (ctx.is_main and val_data is not None and predict is not None and cfg.val_every): return None
+    return _to_device(_stack_items(val_data, cfg.n_val), ctx.device, False)
+
+def validate(s: TrainingSession, predict: Callable, batch: dict, cfg: TrainConfig, run_dir: Path, val_log: CSVLog) -> None:
+    "Predict the validation batch with the EMA weights (the same noise every time); write the grid and the PSNR."
+    net = s.ema.model if s.ema is not None else s.model
+    was_training = net.training
+    net.eval()
+    generator = torch.Generator(s.device).manual_seed(derive_seed(cfg.seed, 'validation'))
+    with torch.no_grad(), s.autocast(): prediction = predict(net, batch['x_up'], generator).float()
+    net.train(was_training)
+    (run_dir / 'val').mkdir(exist_ok=True)
+    save_image_grid([batch['x_up'], prediction, batch['HR']], run_dir / 'val' / f'step-{s.step:08d}.png')
+    val_log.write(step=s.step, psnr=psnr(prediction, batch['HR']).mean().item(),
+                  psnr_bicubic=psnr(batch['x_up'], batch['HR']).mean().item())
+
+def save_session(s: TrainingSession, cfg: TrainConfig, run_dir: Path, ctx: DistContext) -> None:
+    "Checkpoint step `s.step` (rank 0; once per step), redraw the curves at most every 5 minutes, and wait for every process."
+    if ctx.is_main and s.last_saved != s.step:
+        save_checkpoint(run_dir, s.step, s.model, s.optimizer, s.ema, keep=cfg.keep_checkpoints,
+                        extra=dict(elapsed_s=s.elapsed(), world_size=ctx.world_size, loss=s.last_loss,
+                                   # the data order is a function of these: the sampler holds no other state
+                                   data_order=dict(seed=cfg.seed, next_step=s.step, batch_size=cfg.batch_size)))
+        if time.perf_counter() - s.last_plot > 300:          # drawing takes ~1 s
+            plot_curves(run_dir); s.last_plot = time.perf_counter()
+    s.last_saved = s.step
+    ctx.barrier()
+
 # %% ../nbs/13_training.ipynb #b438f129
 def fit(model: nn.Module, objective: Objective, train_data: Dataset, cfg: TrainConfig, run_dir: str | Path, *,
         val_data: Dataset | None = None, predict: Callable | None = None, ctx: DistContext | None = None) -> TrainResult:
@@ -670,133 +529,27 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, cfg: TrainC
 def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx) -> TrainResult:
     check_compatible(run_dir, cfg)          # on every rank, before anyone writes: they all fail the same way
     ctx.barrier()
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / 'config.json', json.dumps(cfg.to_dict(), indent=2).encode())
-        for stale in (run_dir / CHECKPOINT_DIR).glob('.step-*.tmp'): shutil.rmtree(stale, ignore_errors=True)
-    device = ctx.device
-    model.to(device).train()
-    if cfg.channels_last: model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
-    ema = EMA(model, cfg.ema_decay, cfg.ema_start, cfg.ema_every) if cfg.ema_decay > 0 else None
-    start, elapsed_before, resumed_from = 0, 0.0, None
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer, ema)
-        start, resumed_from = state['step'], state['step']
-        elapsed_before = float(state['extra'].get('elapsed_s', 0.0))
-    train_model = model
-    if ctx.world_size > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    if cfg.compile: train_model = torch.compile(train_model)
-    use_amp = cfg.amp == 'bf16' or (cfg.amp == 'auto' and device.type == 'cuda')
-    if device.type == 'cuda': torch.backends.cudnn.benchmark = True     # fixed input sizes: let cuDNN pick its kernels
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
-
-    sampler = StepSampler(len(train_data), cfg.batch_size, cfg.seed, ctx.rank, ctx.world_size)
-    loader = DataLoader(StepSeededDataset(train_data, cfg.seed), batch_sampler=_StepKeys(sampler, start, cfg.max_steps),
-                        num_workers=cfg.num_workers, pin_memory=device.type == 'cuda')
-    val_batch = (_to_device(_stack_items(val_data, cfg.n_val), device, False)
-                 if ctx.is_main and val_data is not None and predict is not None and cfg.val_every else None)
-
-    log = val_log = bar = None
-    log_lines = False
-    if ctx.is_main:
-        log = CSVLog(run_dir / 'metrics.csv', METRICS_COLUMNS, keep_until=resumed_from)
-        val_log = CSVLog(run_dir / 'val_metrics.csv', VAL_COLUMNS, keep_until=resumed_from)
-        from tqdm import tqdm
-        # a bar on a terminal; in a log file (a cluster job) one plain line per metrics row instead
-        log_lines = cfg.progress and not sys.stderr.isatty()
-        bar = tqdm(total=cfg.max_steps, initial=start, disable=not cfg.progress or log_lines, desc=f'train {run_dir.name}',
-                   unit='step', dynamic_ncols=True, file=sys.stderr)
-
-    def validate(step: int) -> None:
-        net = ema.model if ema is not None else model
-        was_training = net.training
-        net.eval()
-        generator = torch.Generator(device).manual_seed(derive_seed(cfg.seed, 'validation'))   # same noise every time
-        with torch.no_grad(), autocast(): prediction = predict(net, val_batch['x_up'], generator).float()
-        net.train(was_training)
-        (run_dir / 'val').mkdir(exist_ok=True)
-        save_image_grid([val_batch['x_up'], prediction, val_batch['HR']], run_dir / 'val' / f'step-{step:08d}.png')
-        val_log.write(step=step, psnr=_psnr(prediction, val_batch['HR']).mean().item(),
-                      psnr_bicubic=_psnr(val_batch['x_up'], val_batch['HR']).mean().item())
-
-    t_start = time.perf_counter()
-    elapsed = lambda: elapsed_before + time.perf_counter() - t_start
-    step, last_saved, last_loss = start, (start if ckpt is not None else None), None
-    interval = dict(loss=0.0, grad_norm=0.0, steps=0, t=time.perf_counter(), paused=0.0)
-
-    last_plot = time.perf_counter()
-    def checkpoint(step: int) -> None:
-        nonlocal last_saved, last_plot
-        if ctx.is_main and last_saved != step:
-            save_checkpoint(run_dir, step, model, optimizer, ema, keep=cfg.keep_checkpoints,
-                            extra=dict(elapsed_s=elapsed(), world_size=ctx.world_size, loss=last_loss,
-                                       # the data order is a function of these: the sampler holds no other state
-                                       data_order=dict(seed=cfg.seed, next_step=step, batch_size=cfg.batch_size)))
-            if time.perf_counter() - last_plot > 300:          # drawing takes ~1 s: at most every 5 minutes
-                plot_curves(run_dir); last_plot = time.perf_counter()
-        last_saved = step
-        ctx.barrier()
-
+    s = start_session(model, cfg, run_dir, ctx)
+    batches = step_loader(train_data, cfg, ctx, s.step)
+    val_batch = validation_batch(val_data, predict, cfg, ctx)
+    log = TrainingLog(run_dir, cfg, s) if ctx.is_main else None
     stop = _StopRequest()
     try:
         with stop:
-            for step, batch in zip(range(start, cfg.max_steps), loader):
-                seed_global_rngs(derive_seed(cfg.seed, 'step', step, ctx.rank))     # dropout masks
-                rng = SampleRNG(batch.pop('sample_seed'), device)
-                batch = _to_device(batch, device, cfg.channels_last)
-                lr = learning_rate(step, cfg.lr, cfg.warmup_steps)
-                for group in optimizer.param_groups: group['lr'] = lr
-                with autocast(): losses = objective(train_model, batch, rng)
-                loss = losses.float().mean()
-                loss.backward()
-                params = [p for p in model.parameters() if p.grad is not None]
-                grad_norm = (nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0
-                             else nn.utils.get_total_norm([p.grad for p in params]))
-                summary = torch.stack([loss.detach(), grad_norm.detach().float().to(loss.device),
-                                       torch.tensor(float(stop.signum), device=loss.device)])
-                if ctx.world_size > 1: dist.all_reduce(summary)
-                loss_value, norm_value, stop_flag = (summary / ctx.world_size).tolist()
-                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                    what = 'loss' if not math.isfinite(loss_value) else 'gradient norm'
-                    raise NonFiniteLossError(
-                        f"the {what} became {loss_value if what == 'loss' else norm_value} at step {step + 1}; training stopped. "
-                        + (f"The last good checkpoint (step {last_saved}) in {run_dir} is untouched."
-                           if last_saved is not None else f"No checkpoint was written to {run_dir}."))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ema is not None: ema.update(model, step + 1)
-                done, last_loss = step + 1, loss_value
-                interval['loss'] += loss_value; interval['grad_norm'] += norm_value; interval['steps'] += 1
-                if ctx.is_main:
-                    bar.update(1)
-                    if done % cfg.log_every == 0 or done == cfg.max_steps:
-                        now = time.perf_counter()
-                        n = interval['steps']
-                        # throughput of training alone: time spent on checkpoints and validation is left out
-                        speed = n * cfg.batch_size / max(now - interval['t'] - interval['paused'], 1e-9)
-                        log.write(step=done, loss=interval['loss'] / n, lr=lr, images_per_s=speed,
-                                  grad_norm=interval['grad_norm'] / n, elapsed_s=elapsed())
-                        bar.set_postfix(loss=f"{interval['loss'] / n:.4f}", img_s=f'{speed:.1f}', refresh=False)
-                        if log_lines: print(f"step {done}/{cfg.max_steps} loss {interval['loss'] / n:.4f} lr {lr:.3g} "
-                                            f"{speed:.1f} images/s grad norm {interval['grad_norm'] / n:.3g}", flush=True)
-                        interval.update(loss=0.0, grad_norm=0.0, steps=0, t=now, paused=0.0)
-                t_pause = time.perf_counter()
-                if val_batch is not None and done % cfg.val_every == 0: validate(done)
-                step = done
-                if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or stop_flag: checkpoint(done)
-                interval['paused'] += time.perf_counter() - t_pause
-                if stop_flag: break
-            if last_saved != step: checkpoint(step)       # e.g. max_steps=0 on a fresh run: the initial weights
+            for _, batch in zip(range(s.step, cfg.max_steps), batches):
+                loss, grad_norm, lr, stop_requested = optimisation_step(s, objective, batch, cfg, ctx, stop, run_dir)
+                done = s.step
+                if log is not None: log.step(done, loss, grad_norm, lr, s.elapsed())
+                with log.paused() if log is not None else contextlib.nullcontext():
+                    if val_batch is not None and done % cfg.val_every == 0: validate(s, predict, val_batch, cfg, run_dir, log.val)
+                    if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or stop_requested: save_session(s, cfg, run_dir, ctx)
+                if stop_requested: break
+            if s.last_saved != s.step: save_session(s, cfg, run_dir, ctx)   # e.g. max_steps=0 on a fresh run: the initial weights
     finally:
-        if bar is not None: bar.close()
-        for f in (log, val_log):
-            if f is not None: f.close()
+        if log is not None: log.close()
     if ctx.is_main: plot_curves(run_dir)
     stopped = signal.Signals(stop.signum).name if stop.signum else None
-    return TrainResult(run_dir, step, last_loss, resumed_from, stopped)
+    return TrainResult(run_dir, s.step, s.last_loss, s.resumed_from, stopped)
 
 # %% ../nbs/13_training.ipynb #b1bab4df
 @dataclass(frozen=True)
@@ -808,20 +561,6 @@ class Method:
     predict: Callable[..., Tensor]
     configure: Callable[[TrainConfig], TrainConfig] = lambda cfg: cfg
     description: str = ''
-
-METHODS: dict[str, Method] = {}
-
-def register_method(method: Method) -> Method:
-    "Make `method` available to `train`, `load_run` and the `sr3lit` command under `method.name`."
-    METHODS[method.name] = method
-    return method
-
-def get_method(name: str) -> Method:
-    "The registered method `name`."
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)}"
-                         + ("" if name != 'regression' else " (import sr3lit.regression to register the regression baseline)"))
-    return METHODS[name]
 
 def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int | None = None, sampler: str = 'ddpm',
                 schedule: str = 'respace', n_samples: int = 1, generator: torch.Generator | None = None,
@@ -835,8 +574,18 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"sr3 feeds the U-Net cat([x_up, y_t]): in_channel must be 2*out_channel={2 * cfg.out_channel}, got {cfg.in_channel}")
     return cfg
 
-register_method(Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method),
-                       sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2 or DDIM'))
+# every method `train`, `load_run` and the `sr3lit` command know, by name
+METHODS: dict[str, Method] = {
+    'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method),
+                  sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2 or DDIM'),
+    'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p), regression_method_predict,
+                         regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),
+}
+
+def get_method(name: str) -> Method:
+    "The method `name` of `METHODS`."
+    if name not in METHODS: raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
 
 # %% ../nbs/13_training.ipynb #8ec6eea7
 def _open_split(cfg: TrainConfig, name: str, split: str, flip: bool) -> Dataset | None:
@@ -847,11 +596,11 @@ def _open_split(cfg: TrainConfig, name: str, split: str, flip: bool) -> Dataset 
             return sr3data.PreparedSR(folder, lr, hr, split=split, flip=flip)
         if (folder / f'hr_{hr}').is_dir() or any((folder / s / f'hr_{hr}').is_dir() for s in ('train', 'test')):
             return None                                    # prepared at this size, but without this split
-    if name not in sr3data.DATASETS and name != 'embedded' and base.is_dir():
+    if name not in DATASETS and name != 'embedded' and base.is_dir():
         if (base / split).is_dir(): return sr3data.ImageFolderSR(base / split, lr, hr, split=split, flip=flip)
         return sr3data.ImageFolderSR(base, lr, hr, split=split, flip=flip) if split == 'train' else None
     if split != 'train': return None
-    hint = f"run `sr3lit prepare {name} --root {base} --lr {lr} --hr {hr}` first, or give" if name in sr3data.DATASETS else "give"
+    hint = f"run `sr3lit prepare {name} --root {base} --lr {lr} --hr {hr}` first, or give" if name in DATASETS else "give"
     raise ValueError(f"no {name} data at {lr}->{hr} under {base}: {hint} --data DIR")
 
 @functools.lru_cache(maxsize=8)
@@ -882,130 +631,3 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, ctx: DistContext | None = No
     val_steps = min(cfg.val_steps, cfg.n_timestep)
     predict = lambda net, x_up, generator: method.predict(net, x_up, cfg, steps=val_steps, generator=generator)
     return fit(model, method.make_objective(cfg), train_data, cfg, run_dir, val_data=val_data, predict=predict, ctx=ctx)
-
-# %% ../nbs/13_training.ipynb #becc9cab
-@dataclass
-class Run:
-    "A trained network ready to super-resolve: its config, network (eval mode), method and training step."
-    config: TrainConfig
-    model: nn.Module
-    method: Method
-    step: int | None
-    source: Path
-
-    @property
-    def scale(self) -> int: return self.config.hr_size // self.config.lr_size
-
-    @property
-    def image_size(self) -> int: return self.config.hr_size
-
-    @property
-    def schedule(self) -> NoiseSchedule:
-        "The noise schedule the network was trained with (sample with `sr3lit.sampling.sampling_schedule` of it)."
-        return self.config.noise_schedule()
-
-    def super_resolve(self, x_up: Tensor, **kwargs) -> Tensor:
-        "The method's prediction for upsampled LR images `x_up` (see `sr3_predict` for the keyword arguments)."
-        return self.method.predict(self.model, x_up, self.config, **kwargs)
-
-def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str = 'ema',
-             reference_config: TrainConfig | None = None) -> Run:
-    """A `Run` from a run folder (EMA weights if present and `weights='ema'`, else the raw ones) or a reference `*_gen.pth`.
-
-    A reference checkpoint is read with `reference_config`'s network and schedule (default: the `faces-16-128` preset)."""
-    path, device = Path(path), resolve_device(str(device))
-    if weights not in ('ema', 'model'): raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
-    if path.is_file():
-        cfg = reference_config or make_config('faces-16-128')
-        try: model = load_janspiry(path, **cfg.unet_kwargs())
-        except Exception as e: raise ValueError(f"{path} is not a reference *_gen.pth checkpoint of this network: {e}") from None
-        return Run(cfg, model.to(device).eval(), get_method('sr3'), None, path)
-    if not (path / 'config.json').is_file():
-        raise ValueError(f"{path} is neither a run folder (no config.json) nor a checkpoint file")
-    cfg = TrainConfig.from_dict(json.loads((path / 'config.json').read_text()))
-    method = get_method(cfg.method)
-    file = path / 'ema.safetensors'
-    if weights == 'model' or not file.is_file(): file = path / 'model.safetensors'
-    if not file.is_file(): raise ValueError(f"{path} holds no weights yet (no model.safetensors)")
-    from safetensors import safe_open
-    with safe_open(file, 'pt') as f: step = (f.metadata() or {}).get('sr3lit_step')
-    with torch.device('meta'): model = UNet(**cfg.unet_kwargs())
-    model.load_state_dict(safetensors_load(file.read_bytes()), assign=True)
-    return Run(cfg, model.to(device).eval(), method, None if step is None else int(step), path)
-
-# %% ../nbs/13_training.ipynb #06d0a40d
-def blend_ramp(size: int, overlap: int) -> Tensor:
-    "1-d blending weights of a tile: 1 in the middle, raised-cosine ramps over `overlap` pixels at both ends (never 0)."
-    w = torch.ones(size, dtype=torch.float64)
-    if overlap > 0:
-        ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap)
-        w[:overlap], w[size - overlap:] = ramp, ramp.flip(0)
-    return w
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    "Offsets of tiles of size `tile` covering `length` pixels with at least `overlap` pixels shared by neighbours."
-    if length <= tile: return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
-
-class TiledModel(nn.Module):
-    "Call `model(x, noise_level)` on overlapping `tile` x `tile` windows of x and blend the outputs."
-    def __init__(self, model: nn.Module, tile: int, overlap: int | None = None, max_batch: int = 16):
-        super().__init__()
-        overlap = tile // 4 if overlap is None else overlap
-        if not 0 <= overlap < tile: raise ValueError(f"overlap must lie in [0, tile={tile}), got {overlap}")
-        self.model, self.tile, self.overlap, self.max_batch = model, tile, overlap, max_batch
-
-    def forward(self, x: Tensor, noise_level: Tensor) -> Tensor:
-        B, _, H, W = x.shape
-        t = self.tile
-        if H == t and W == t: return self.model(x, noise_level)
-        if H < t or W < t: x = nn.functional.pad(x, (0, max(0, t - W), 0, max(0, t - H)), mode='replicate')
-        Hp, Wp = x.shape[-2:]
-        ramp = blend_ramp(t, self.overlap).to(x.device, torch.float32)
-        window = ramp[:, None] * ramp[None, :]                                  # (t, t)
-        corners = [(y, z) for y in tile_starts(Hp, t, self.overlap) for z in tile_starts(Wp, t, self.overlap)]
-        out, weight = None, torch.zeros(Hp, Wp, device=x.device)
-        per_call = max(1, self.max_batch // B)
-        for i in range(0, len(corners), per_call):
-            chunk = corners[i:i + per_call]
-            crops = torch.cat([x[..., y:y + t, z:z + t] for y, z in chunk])      # (len(chunk)*B, C, t, t)
-            pred = self.model(crops, noise_level.repeat(len(chunk))).float()
-            if out is None: out = torch.zeros(B, pred.shape[1], Hp, Wp, device=x.device)
-            for k, (y, z) in enumerate(chunk):
-                out[..., y:y + t, z:z + t] += pred[k * B:(k + 1) * B] * window
-                weight[y:y + t, z:z + t] += window
-        return (out / weight)[..., :H, :W].to(x.dtype)
-
-# %% ../nbs/13_training.ipynb #3036d486
-def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, steps: int | None = None,
-                       sampler: str = 'ddpm', schedule: str = 'respace', samples: int = 1, seed: int = 0,
-                       overlap: int | None = None, eta: float = 0.0, progress: bool = True) -> list[Path]:
-    "Super-resolve every image under `source` (a folder or a file) into `out_dir` as PNGs with the same names."
-    source, out_dir = Path(source), Path(out_dir)
-    if source.is_file(): files, names = [source], [Path(source.stem + '.png')]
-    elif source.is_dir():
-        files = sr3data.list_images(source)
-        names = [f.relative_to(source).with_suffix('.png') for f in files]
-    else: raise ValueError(f"input {source} does not exist")
-    if not files: raise ValueError(f"no images in {source}")
-    if samples < 1: raise ValueError(f"samples must be >= 1, got {samples}")
-    device = next(run.model.parameters()).device
-    tiled = TiledModel(run.model, run.image_size, overlap)
-    written = []
-    from tqdm import tqdm
-    for file, name in tqdm(list(zip(files, names)), desc='super-resolving', disable=not progress, unit='image'):
-        lr = sr3data.to_tensor(sr3data.load_rgb(file))[None].to(device)         # (1, 3, h, w)
-        x_up = sr3data.upsample(lr, (lr.shape[-2] * run.scale, lr.shape[-1] * run.scale))
-        generator = torch.Generator(device).manual_seed(derive_seed(seed, name.as_posix()))
-        with torch.no_grad():
-            sr = run.method.predict(tiled, x_up, run.config, steps=steps, sampler=sampler, schedule=schedule,
-                                    n_samples=samples, generator=generator, eta=eta)
-        for k in range(samples):
-            target = out_dir / (name if samples == 1 else name.with_name(f'{name.stem}_{k}.png'))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f'.{target.name}.tmp')
-            sr3data.to_pil(sr[k]).save(tmp, format='PNG'); os.replace(tmp, target)
-            written.append(target)
-    return written

@@ -7,7 +7,9 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from sr3lit.regression import RegressionObjective, regression_predict
-from sr3lit.training import get_method, load_run, make_config
+from sr3lit.config import make_config
+from sr3lit.inference import load_run
+from sr3lit.training import get_method
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # tests/conftest.py

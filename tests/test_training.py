@@ -17,9 +17,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from sr3lit import training as tr
-from sr3lit.training import (DiffusionObjective, NonFiniteLossError, SampleRNG, StepSampler, TiledModel, TrainConfig,
-                             build_model, checkpoint_steps, derive_seed, fit, latest_checkpoint, load_run, make_config,
-                             open_datasets, save_checkpoint, train)
+from sr3lit.checkpoint import checkpoint_steps, latest_checkpoint, save_checkpoint
+from sr3lit.config import TrainConfig, make_config
+from sr3lit.inference import TiledModel, load_run
+from sr3lit.training import (DiffusionObjective, NonFiniteLossError, SampleRNG, StepSampler, build_model, derive_seed, fit,
+                             open_datasets, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 SR3LIT = str(Path(sys.executable).with_name('sr3lit'))
