@@ -22,7 +22,7 @@ from .config import PRESETS, TrainConfig, make_config, split_settings
 from .checkpoint import atomic_write_bytes
 from . import training      # training.train: the tests replace it to simulate a failing run
 from . import inference
-from . import experiments
+from . import evaluate, experiments, report
 from . import assignment
 from .sampling import SAMPLERS, SCHEDULE_METHODS
 
@@ -281,9 +281,9 @@ def eval_command(args: argparse.Namespace) -> int:
     "Run `sr3lit eval` (see `--help`); the exit status."
     if args.crop_border < 0: raise ValueError(f"--crop-border must be >= 0, got {args.crop_border}")
     if args.grid < 0: raise ValueError(f"--grid must be >= 0, got {args.grid}")
-    result = experiments.evaluate_to(args.out, args.sr, args.hr, args.lr, y_channel=args.y_channel,
+    result = evaluate.evaluate_to(args.out, args.sr, args.hr, args.lr, y_channel=args.y_channel,
                                      crop_border=args.crop_border, grid_images=args.grid)
-    m, fmt = result['mean'], experiments._fmt
+    m, fmt = result['mean'], evaluate.format_metric
     parts = [f"PSNR {fmt(m['psnr'], 'psnr')} dB", f"SSIM {fmt(m['ssim'], 'ssim')}"]
     if 'consistency' in m: parts.append(f"consistency {fmt(m['consistency'], 'consistency')}")
     print(f"{m['n']} images: {', '.join(parts)}; wrote {args.out / 'metrics.json'}")
@@ -340,9 +340,9 @@ def reproduce_command(args: argparse.Namespace) -> int:
     if preset.kind != 'pretrained' and (args.checkpoint or args.image or args.mark):
         raise ValueError(f"--checkpoint, --image and --mark belong to faces-pretrained, not {preset.name}")
     command = 'sr3lit reproduce ' + ' '.join(sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == 'reproduce' else None
-    results = experiments.reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
+    results = report.reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
                                     image=args.image, quiet=args.quiet, command=command)
-    fmt = experiments._fmt
+    fmt = evaluate.format_metric
     if preset.kind == 'train':
         m = results['methods']
         print(f"bicubic {fmt(m['bicubic']['psnr'], 'psnr')} dB / {fmt(m['bicubic']['ssim'], 'ssim')}, "

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from . import data as sr3data
 from . import training
 from . import inference
 from .data import DataError
+from .evaluate import evaluate_folders, json_number, write_json
+from .images import image_table, save_figure
 from .forward import q_sample
 from .metrics import consistency, psnr, sample_diversity, ssim
 from .posterior import predict_y0_from_noise
@@ -36,188 +38,11 @@ from .schedules import NoiseSchedule
 from .unet import count_parameters, load_janspiry
 
 # %% auto #0
-__all__ = ['METRICS', 'REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'DEFAULT_FACE', 'match_image_folders', 'load_matched',
-           'image_metrics', 'summarize', 'evaluate_folders', 'markdown_table', 'metrics_markdown', 'image_table',
-           'save_figure', 'eval_grid', 'evaluate_to', 'ExperimentPreset', 'get_experiment_preset', 'chain_start',
+__all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'DEFAULT_FACE', 'ExperimentPreset', 'get_experiment_preset', 'chain_start',
            'Progress', 'cached_stage', 'write_images', 'read_images', 'pick_indices', 'prepare_test_set',
            'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs', 'regression_outputs', 'image_stage',
-           'mean_colour_error', 'colour_error_by_noise_level', 'paired_difference', 'method_table', 'steps_table',
-           'findings', 'trajectory_figure', 'steps_figure', 'steps_plot', 'reproduce_training', 'training_report',
-           'colour_statistics', 'hue_difference', 'default_face', 'paint_mark', 'mark_footprint',
-           'reproduce_pretrained', 'pretrained_report', 'reproduce']
-
-# %% ../nbs/16_experiments.ipynb #40dd5a1e
-def _image_index(role: str, folder) -> dict[str, Path]:
-    "The images under `folder` by relative path without extension; a one-line `DataError` for a missing or empty folder."
-    folder = Path(folder)
-    if not folder.is_dir(): raise DataError(f"{role} folder {folder} does not exist")
-    index = {}
-    for path in sr3data.list_images(folder):
-        key = path.relative_to(folder).with_suffix('').as_posix()
-        if key in index: raise DataError(f"{role} folder {folder} holds two images named {key!r}: {index[key].name} and {path.name}")
-        index[key] = path
-    if not index: raise DataError(f"{role} folder {folder} holds no images ({', '.join(sr3data.IMAGE_EXTENSIONS)})")
-    return index
-
-def match_image_folders(sr_dir, hr_dir, lr_dir=None) -> list[dict]:
-    """Pair the images of `sr_dir` and `hr_dir` (and `lr_dir`) by relative path without extension.
-
-    Returns one dict per image, sorted by name: `{'name': ..., 'SR': path, 'HR': path[, 'LR': path]}`. Raises a
-    one-line `DataError` naming the first file that has no counterpart."""
-    folders = {'SR': sr_dir, 'HR': hr_dir, **({'LR': lr_dir} if lr_dir is not None else {})}
-    index = {role: _image_index(role, folder) for role, folder in folders.items()}
-    names = sorted(index['HR'])
-    for role in index:
-        if role == 'HR': continue
-        for here, there, other in ((index['HR'], index[role], role), (index[role], index['HR'], 'HR')):
-            missing = sorted(set(here) - set(there))
-            if missing:
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                raise DataError(f"{here[missing[0]]} has no counterpart in the {other} folder {folders[other]}{more}")
-    return [{'name': n, **{role: index[role][n] for role in index}} for n in names]
-
-def load_matched(match: dict) -> dict[str, Tensor]:
-    "The images of one `match_image_folders` entry as (1, 3, H, W) tensors in [-1, 1], their sizes checked."
-    images = {role: sr3data.load_rgb(match[role]) for role in ('SR', 'HR', 'LR') if role in match}
-    (w, h), (W, H) = images['SR'].size, images['HR'].size
-    if (w, h) != (W, H):
-        raise DataError(f"size mismatch: {match['SR']} is {w}x{h} but {match['HR']} is {W}x{H}")
-    if 'LR' in images:
-        lw, lh = images['LR'].size
-        if W % lw or H % lh or W // lw != H // lh or W // lw < 2:
-            raise DataError(f"{match['LR']} is {lw}x{lh}, not the size of {match['HR']} ({W}x{H}) divided by an integer >= 2")
-    return {role: sr3data.to_tensor(im)[None] for role, im in images.items()}
-
-# %% ../nbs/16_experiments.ipynb #3b8970a1
-METRICS = ('psnr', 'ssim', 'consistency')
-
-def image_metrics(sr: Tensor, hr: Tensor, lr: Tensor | None = None, *, y_channel: bool = False,
-                  crop_border: int = 0) -> dict[str, Tensor]:
-    "Per-image PSNR and SSIM of `sr` against `hr` (and consistency with `lr` when given), each a float64 tensor (B,)."
-    out = {'psnr': psnr(sr, hr, y_channel=y_channel, crop_border=crop_border),
-           'ssim': ssim(sr, hr, y_channel=y_channel, crop_border=crop_border)}
-    if lr is not None: out['consistency'] = consistency(sr, lr)
-    return out
-
-def _json_number(x: float) -> float | None:
-    "A float for JSON: None for inf/nan (PSNR of identical images is +inf), else rounded to 6 significant digits."
-    x = float(x)
-    return float(f'{x:.6g}') if math.isfinite(x) else None
-
-def summarize(rows: Sequence[dict]) -> dict:
-    "Mean, standard deviation (n-1) and count of each metric over per-image rows (inf/None values make the mean None)."
-    summary = {'n': len(rows)}
-    for m in METRICS:
-        if not rows or m not in rows[0]: continue
-        v = np.asarray([np.inf if r[m] is None else r[m] for r in rows], dtype=np.float64)
-        finite = bool(np.isfinite(v).all())
-        summary[m] = _json_number(v.mean()) if finite else None
-        summary[f'{m}_std'] = _json_number(v.std(ddof=1)) if len(v) > 1 and finite else None
-    return summary
-
-def evaluate_folders(sr_dir, hr_dir, lr_dir=None, *, y_channel: bool = False, crop_border: int = 0) -> dict:
-    """Per-image and mean metrics of the images in `sr_dir` against `hr_dir` (and `lr_dir` for consistency).
-
-    Returns `{'sr', 'hr', 'lr', 'options', 'images': [{'name', 'psnr', 'ssim'[, 'consistency']}], 'mean': {...}}`,
-    ready for JSON (an infinite PSNR, of identical images, is written as null)."""
-    rows = []
-    for match in match_image_folders(sr_dir, hr_dir, lr_dir):
-        images = load_matched(match)
-        try: values = image_metrics(images['SR'], images['HR'], images.get('LR'), y_channel=y_channel, crop_border=crop_border)
-        except ValueError as e: raise DataError(f"{match['SR']}: {e}") from None
-        rows.append({'name': match['name'], **{k: _json_number(v[0]) for k, v in values.items()}})
-    return {'sr': str(sr_dir), 'hr': str(hr_dir), 'lr': None if lr_dir is None else str(lr_dir),
-            'options': {'y_channel': y_channel, 'crop_border': crop_border}, 'images': rows, 'mean': summarize(rows)}
-
-# %% ../nbs/16_experiments.ipynb #c3d55713
-def _fmt(value, metric: str) -> str:
-    if value is None: return 'n/a' if metric != 'psnr' else 'inf'
-    if metric == 'psnr': return f'{value:.2f}'
-    if metric == 'ssim': return f'{value:.3f}'
-    if metric == 'consistency': return f'{value:.2e}'
-    return f'{value:.3g}' if isinstance(value, float) else str(value)
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    "A GitHub Markdown table (cells already formatted as strings)."
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
-    return '\n'.join(lines)
-
-def metrics_markdown(result: dict) -> str:
-    "The per-image rows and the mean of an `evaluate_folders` result as a Markdown table."
-    metrics = [m for m in METRICS if m in result['mean']]
-    names = {'psnr': 'PSNR (dB)', 'ssim': 'SSIM', 'consistency': 'consistency (MSE)'}
-    rows = [[r['name'], *(_fmt(r[m], m) for m in metrics)] for r in result['images']]
-    rows.append([f"**mean of {result['mean']['n']}**", *(f"**{_fmt(result['mean'][m], m)}**" for m in metrics)])
-    opts = result['options']
-    note = f"RGB" if not opts['y_channel'] else "luma (Y, BT.601)"
-    note += f", {opts['crop_border']} px border cut" if opts['crop_border'] else ", no border cut"
-    return markdown_table(['image', *(names[m] for m in metrics)], rows) + f"\n\nMetrics on 8-bit {note}.\n"
-
-# %% ../nbs/16_experiments.ipynb #64228fff
-def _hwc(img: Tensor) -> np.ndarray:
-    "(3, H, W) or (1, H, W) in [-1, 1] -> (H, W, 3) floats in [0, 1] for imshow."
-    img = img.detach().float().cpu()
-    if img.ndim == 4: img = img[0]
-    if img.shape[0] == 1: img = img.expand(3, -1, -1)
-    return ((img.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-
-def image_table(rows: Sequence[Sequence[Tensor | None]], col_titles: Sequence[str] = (), row_titles: Sequence[str] = (),
-                title: str | None = None, panel: float = 1.5):
-    "A matplotlib `Figure` showing images ((3, H, W) in [-1, 1]; None = empty cell) in rows and columns, with titles."
-    from matplotlib.figure import Figure
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig = Figure(figsize=(panel * n_cols + (0.5 if row_titles else 0), panel * n_rows + 0.35 + (0.35 if title else 0)))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for i, row in enumerate(rows):
-        for j in range(n_cols):
-            ax = axes[i][j]
-            ax.set_xticks([]); ax.set_yticks([])
-            for spine in ax.spines.values(): spine.set_visible(False)
-            if j < len(row) and row[j] is not None: ax.imshow(_hwc(row[j]), interpolation='nearest')
-            if i == 0 and j < len(col_titles): ax.set_title(col_titles[j], fontsize=9)
-            if j == 0 and i < len(row_titles): ax.set_ylabel(row_titles[i], fontsize=8)
-    height = fig.get_size_inches()[1]
-    if title: fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - (0.3 / height if title else 0)))   # room for the title
-    return fig
-
-def save_figure(fig, path) -> Path:
-    "Write a matplotlib figure as PNG (atomically) and return the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    fig.savefig(tmp, dpi=100, format='png'); os.replace(tmp, path)
-    return path
-
-# %% ../nbs/16_experiments.ipynb #f93ee1f9
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp'); tmp.write_text(text); os.replace(tmp, path)
-    return path
-
-def _write_json(path: Path, obj) -> Path: return _write_text(Path(path), json.dumps(obj, indent=2) + '\n')
-
-def eval_grid(matches: Sequence[dict], n: int = 4):
-    "The comparison figure of the first `n` matched images: LR upsampled (if any) | SR | HR."
-    rows, names = [], []
-    for match in matches[:n]:
-        images = load_matched(match)
-        hr = images['HR'][0]
-        row = [sr3data.upsample(images['LR'], tuple(hr.shape[-2:]), pil_exact=True)[0]] if 'LR' in images else []
-        rows.append(row + [images['SR'][0], hr]); names.append(match['name'])
-    cols = (['LR (bicubic)'] if 'LR' in matches[0] else []) + ['SR', 'HR']
-    return image_table(rows, cols, names)
-
-def evaluate_to(out_dir, sr_dir, hr_dir, lr_dir=None, *, y_channel: bool = False, crop_border: int = 0,
-                grid_images: int = 4) -> dict:
-    "`evaluate_folders`, then write `metrics.json`, `metrics.md` and `grid.png` into `out_dir`; the result."
-    result = evaluate_folders(sr_dir, hr_dir, lr_dir, y_channel=y_channel, crop_border=crop_border)
-    out_dir = Path(out_dir)
-    _write_json(out_dir / 'metrics.json', result)
-    _write_text(out_dir / 'metrics.md', f"# Evaluation of {sr_dir}\n\nagainst {hr_dir}" +
-                (f" (LR: {lr_dir})" if lr_dir is not None else "") + "\n\n" + metrics_markdown(result))
-    if grid_images > 0: save_figure(eval_grid(match_image_folders(sr_dir, hr_dir, lr_dir), grid_images), out_dir / 'grid.png')
-    return result
+           'mean_colour_error', 'colour_error_by_noise_level', 'reproduce_training', 'colour_statistics',
+           'hue_difference', 'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -368,7 +193,7 @@ def cached_stage(path, key: dict, compute: Callable[[], dict], log: Progress, la
     t0 = time.perf_counter()
     result = {'key': key, **compute()}
     result['seconds'] = round(time.perf_counter() - t0, 2)
-    _write_json(path, result)
+    write_json(path, result)
     log(f"{label}: {result['seconds']:.1f} s")
     return {**result, 'cached': False}
 
@@ -538,120 +363,6 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
     if was_training: model.train()
     return errors
 
-# %% ../nbs/16_experiments.ipynb #8b8ed991
-def paired_difference(a: Sequence[dict], b: Sequence[dict], metric: str = 'psnr') -> tuple[float, float]:
-    "Mean of the per-image differences a - b of `metric` (rows matched by name) and its standard error."
-    values_b = {r['name']: r[metric] for r in b}
-    d = np.array([r[metric] - values_b[r['name']] for r in a], dtype=np.float64)
-    return float(d.mean()), (float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float('nan'))
-
-def _steps_label(n: int, T: int) -> str: return f'{n} (= training)' if n == T else str(n)
-
-def _as_reported(value) -> str: return '' if value is None else f'{value:g}'   # the report's numbers with its own precision
-
-def method_table(results: dict) -> str:
-    "Table 1: bicubic, regression and SR3, ours (and the report's when the preset matches)."
-    report = (results.get('report') or {}).get('methods', {})
-    header = ['method', 'PSNR (dB)', 'SSIM', 'consistency (MSE)']
-    if report: header += ["the report's PSNR", "the report's SSIM"]
-    rows = []
-    for name, label in (('bicubic', 'Bicubic'), ('regression', 'Regression'), ('sr3', 'SR3')):
-        m = results['methods'].get(name)
-        if m is None: continue
-        if name == 'sr3': label += f" ({m['steps']} steps, {m['sampler'].upper()}{', respaced' if m['steps'] < m['T'] else ''})"
-        row = [label, _fmt(m.get('psnr'), 'psnr'), _fmt(m.get('ssim'), 'ssim'), _fmt(m.get('consistency'), 'consistency')]
-        if report: row += [_as_reported(report.get(name, {}).get('psnr')), _as_reported(report.get(name, {}).get('ssim'))]
-        rows.append(row)
-    return markdown_table(header, rows)
-
-def steps_table(results: dict) -> str:
-    "Table 2: PSNR and SSIM against the number of sampling steps, per way of cutting the schedule (and DDIM)."
-    T, steps = results['T'], results['steps']
-    report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced')) if k in steps]
-    header = ['steps']
-    for _, label in columns: header += [f'{label} PSNR', 'SSIM']
-    if report: header += ["the report's (re-discretised) PSNR", 'SSIM']
-    header += ['chain starts at γ (re-discretised / respaced)']
-    counts = sorted({int(n) for k, _ in columns for n in steps[k]} | {int(n) for n in report}, reverse=True)
-    rows = []
-    for n in counts:
-        row = [_steps_label(n, T)]
-        for k, _ in columns:
-            m = steps[k].get(str(n))
-            row += [_fmt(m['psnr'], 'psnr'), _fmt(m['ssim'], 'ssim')] if m else ['', '']
-        if report: row += [_as_reported(report.get(n, {}).get('psnr')), _as_reported(report.get(n, {}).get('ssim'))]
-        start = results['chain_start'].get(str(n))
-        row.append(f"{start['rediscretize']:.2g} / {start['respace']:.2g}" if start else '')
-        rows.append(row)
-    return markdown_table(header, rows)
-
-def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
-    "Statements checked from the numbers: which method wins, and how few steps each schedule needs."
-    out, T = [], results['T']
-    def add(claim, a, b, holds):
-        d, se = paired_difference(per_image[a], per_image[b])
-        ds, ses = paired_difference(per_image[a], per_image[b], 'ssim')
-        out.append({'claim': claim, 'difference_db': round(d, 3), 'standard_error_db': round(se, 3),
-                    'difference_ssim': round(ds, 4), 'standard_error_ssim': round(ses, 4), 'holds': bool(holds(d))})
-    full, n_full = results['full_tag'], results['methods']['sr3']['steps']
-    chain = f'the {n_full}-step chain' + (' (all T steps)' if n_full == T else '')
-    if 'regression' in per_image: add('regression beats SR3 on PSNR (the report: +1.21 dB on AFHQ-dog)', 'regression', full, lambda d: d > 0)
-    add('SR3 beats bicubic on PSNR (the report: +0.97 dB on AFHQ-dog, -4.03 dB on DIV2K)', full, 'bicubic', lambda d: d > 0)
-    for k in ('respace', 'rediscretize'):
-        tag = results['tags'].get(f'{k}-50')
-        if tag and tag != full:
-            if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d: abs(d) <= 0.3)
-            else: add(f're-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: -9.66 dB)', tag, full, lambda d: d < -1.0)
-    tag = results['tags'].get('rediscretize-1000')
-    if tag and tag != full and n_full == T == 2000:
-        add('re-discretised 1000 steps are within 0.3 dB of 2000 (the report: +0.03 dB)', tag, full, lambda d: abs(d) <= 0.3)
-    return out
-
-# %% ../nbs/16_experiments.ipynb #32932eaf
-def trajectory_figure(trajectory: dict, n_images: int = 2):
-    "The sampling chain: y_t (and the network's y0 prediction) at a few steps t, for the first `n_images` images."
-    ts, rows, titles = trajectory['timesteps'], [], []
-    for i in range(min(n_images, trajectory['states'].shape[1])):
-        rows += [list(trajectory['states'][:, i]), list(trajectory['denoised'][:, i])]
-        titles += [f'image {i + 1}: $y_t$', f'image {i + 1}: $\\hat y_0$']
-    return image_table(rows, [f't = {t}' for t in ts], titles, title='SR3 sampling trajectory (Algorithm 2)', panel=1.1)
-
-def steps_figure(samples: dict[str, dict[int, Tensor]], hr: Tensor, T: int, n_images: int = 2):
-    "The same test images sampled with each step count (columns) and schedule (rows), the reference last."
-    counts = sorted({n for by_steps in samples.values() for n in by_steps}, reverse=True)
-    rows, titles = [], []
-    for i in range(min(n_images, len(hr))):
-        for label, by_steps in samples.items():
-            rows.append([by_steps[n][i] if n in by_steps else None for n in counts] + [hr[i]])
-            titles.append(f'{i + 1}: {label}')
-    return image_table(rows, [f'{n} steps' for n in counts] + ['reference'], titles,
-                       title='SR3 with fewer sampling steps than training', panel=1.2)
-
-def steps_plot(results: dict):
-    "PSNR and SSIM against the number of sampling steps, one line per schedule; bicubic and the report's points for reference."
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(9, 3.4))
-    axes = fig.subplots(1, 2)
-    report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^')}
-    for ax, metric, label in ((axes[0], 'psnr', 'PSNR (dB)'), (axes[1], 'ssim', 'SSIM')):
-        for k, by_steps in results['steps'].items():
-            name, colour, marker = styles[k]
-            n = sorted(int(s) for s in by_steps)
-            ax.plot(n, [by_steps[str(s)][metric] for s in n], marker=marker, color=colour, label=name)
-        for k, ls in (('bicubic', ':'), ('regression', '--')):
-            if k in results['methods']: ax.axhline(results['methods'][k][metric], color='grey', ls=ls, lw=1, label=k)
-        if report:
-            n = sorted(report)
-            ax.plot(n, [report[s][metric] for s in n], 'x--', color='k', lw=0.8, label="the report (AFHQ-dog)")
-        ax.set_xscale('log'); ax.set(xlabel='sampling steps', ylabel=label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"SR3 ({results['preset']}): quality against the number of sampling steps", fontsize=10)
-    fig.tight_layout()
-    return fig
-
 # %% ../nbs/16_experiments.ipynb #0893f3c3
 def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
     "(sampler, schedule, steps) of every SR3 stage; a chain of T steps is the training schedule whatever the method."
@@ -733,89 +444,9 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         'stage_seconds': {tag: s['seconds'] for tag, s in stages.items()},
         'stages_cached': {tag: s['cached'] for tag, s in stages.items()},
     }
-    results['findings'] = findings(results, per_image)
     results['per_image'] = per_image
-
-    # ---- figures
-    figures = {}
-    ref, bic = test['HR'], test['x_up']
-    reg_imgs, sr3_imgs = read_images(out_dir / 'samples' / 'regression', test['names']), read_images(out_dir / 'samples' / full_tag, test['names'])
-    nf = keep
-    figures['comparison'] = save_figure(image_table(
-        [[ref[i], bic[i], reg_imgs[i], sr3_imgs[i]] for i in range(nf)], ['Reference', 'Bicubic', 'Regression', 'SR3'],
-        test['names'][:nf], title=f'Test images ({preset.name})'), out_dir / 'fig_comparison.png')
-    traj_file = out_dir / 'stages' / f'{full_tag}.trajectory.pt'
-    if traj_file.is_file():
-        figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
-    by_schedule = {}
-    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM')):
-        if col in steps:
-            by_schedule[label] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], test['names'][:2]) for n in steps[col]}
-    figures['steps'] = save_figure(steps_figure(by_schedule, ref[:2], T), out_dir / 'fig_steps.png')
-    figures['psnr_vs_steps'] = save_figure(steps_plot(results), out_dir / 'fig_psnr_vs_steps.png')
-    for name in ('sr3', 'regression'):
-        curves, log_file = out_dir / name / 'curves.png', out_dir / name / 'metrics.csv'
-        if log_file.is_file() and (not curves.is_file() or curves.stat().st_mtime < log_file.stat().st_mtime):
-            curves = training.plot_curves(out_dir / name)                  # (re)draw only after new training
-        if curves is not None and curves.is_file(): figures[f'training_{name}'] = curves
-    results['figures'] = {k: str(Path(v).relative_to(out_dir)) for k, v in figures.items()}
     return results
 
-# %% ../nbs/16_experiments.ipynb #bfccc7e0
-def _minutes(seconds) -> str: return 'n/a' if seconds is None else f'{seconds / 60:.1f} min'
-
-def training_report(results: dict) -> str:
-    "report.md of a `reproduce_training` result."
-    d, tr, T = results['data'], results['training'], results['T']
-    ns = results['noise_schedule']
-    lines = [f"# SR3 reproduction: `{results['preset']}`", '',
-             f"Command: `{results.get('command', 'sr3lit reproduce ' + results['preset'])}`  ",
-             f"sr3lit {results['sr3lit_version']}, torch {results['torch_version']}, {results['device']} "
-             f"({results['torch_threads']} threads). Time: {_minutes(results.get('compute_seconds'))} of training and sampling "
-             f"(as recorded by each stage), {_minutes(results.get('total_seconds'))} for this invocation (less when "
-             f"stages were done before).", '',
-             f"Data: `{d['dataset']}`, {d['lr_size']}→{d['hr_size']}; {d['n_test']} test images of {d['n_available']}. "
-             f"Noise schedule: {ns['kind']} β from {ns['beta_1']:g} to {ns['beta_T']:g}, T = {T}.  ",
-             f"SR3: {tr['sr3']['parameters']:,}-parameter U-Net, {tr['sr3']['step']} training steps of batch {tr['sr3']['batch_size']} "
-             f"(L{tr['sr3']['loss_p']} loss, {_minutes(tr['sr3']['seconds'])}), EMA weights.  ",
-             f"Regression: {tr['regression']['parameters']:,}-parameter U-Net, {tr['regression']['step']} steps "
-             f"(L{tr['regression']['loss_p']} loss, {_minutes(tr['regression']['seconds'])}).", '',
-             f"## Table 1. Bicubic, regression and SR3 (mean of {d['n_test']} test images)", '', method_table(results), '']
-    if results.get('report'): lines += [f"The report's columns: {results['report']['source']}.", '']
-    lines += ["## Table 2. SR3 against the number of sampling steps", '', steps_table(results), '',
-              "Re-discretised: the same β range cut into n steps (the report's method). Respaced: n of the trained "
-              "γ's, ending at γ_T. DDIM: deterministic (η = 0) on the respaced schedule. The last column is the γ at "
-              "which the chain starts: 1 would be a clean image, 0 pure noise (what y_T is).", '']
-    sec = {k: v.get('seconds_per_image') for k, v in results['steps'].get('respace', {}).items()}
-    if sec: lines += ['Sampling time per image (respaced): ' + ', '.join(f"{n} steps {s:.2f} s" for n, s in sorted(sec.items(), key=lambda x: -int(x[0]))) + '.', '']
-    ce = results.get('colour_error_by_noise_level')
-    if ce:
-        lines += ["## Table 3. How well SR3 knows the colour at each noise level", '',
-                  markdown_table(['step t', 'γ_t', "colour error of SR3's ŷ0 (grey levels)"],
-                                 [[t, f"{ce['gamma'][t]:.2g}", f"{e:.1f}"] for t, e in ce['sr3'].items()]
-                                 + [['bicubic input', '', f"{ce['bicubic']:.1f}"]]), '',
-                  "The network's estimate ŷ0 = (y_t − √(1−γ_t) ε̂)/√γ_t from y_t ~ q(y_t | y_0), compared with the "
-                  "reference by mean colour per channel. The chain fixes a sample's colour at high noise; where this "
-                  "error is large, samples come out with colour casts.", '']
-    lines += ['## Findings', '']
-    for f in results['findings']:
-        lines.append(f"- {'✔' if f['holds'] else '✘'} {f['claim']}: PSNR {f['difference_db']:+.2f} ± {f['standard_error_db']:.2f} dB, "
-                     f"SSIM {f['difference_ssim']:+.3f} ± {f['standard_error_ssim']:.3f}")
-    lines += ['', 'Each line: the mean per-image difference and its standard error (the images are the same for every '
-              'method, so the differences are paired); ✔/✘ judges the PSNR difference.']
-    if not results.get('report'):
-        r = REPORT_NUMBERS['afhq-dog-16-128']
-        lines += ['', "For orientation, the report's own numbers (AFHQ-dog 16→128: another dataset and scale, so only the shape "
-                  "of the result compares): bicubic 22.08 / 0.57, regression 24.26 / 0.68, SR3 23.05 / 0.62; SR3 with "
-                  "2000 / 1000 / 200 / 50 re-discretised steps: 23.05, 23.08, 22.08, 13.39 dB (SSIM 0.62, 0.62, 0.58, 0.11)."]
-    lines += ['', '## Figures', '']
-    captions = {'trajectory': 'Sampling trajectory (the report\'s Figure 6)',
-                'comparison': 'Reference, bicubic, regression and SR3 (Figures 7 and 8)',
-                'steps': 'Fewer sampling steps (Figure 9)', 'psnr_vs_steps': 'PSNR and SSIM against the number of steps',
-                'training_sr3': 'SR3 training curves', 'training_regression': 'Regression training curves'}
-    for k, caption in captions.items():
-        if k in results['figures']: lines += [f"**{caption}**", '', f"![{caption}]({results['figures'][k]})", '']
-    return '\n'.join(lines)
 
 # %% ../nbs/16_experiments.ipynb #079e19c8
 def colour_statistics(image: Tensor, mask: Tensor | None = None) -> dict[str, float]:
@@ -927,7 +558,7 @@ def reproduce_pretrained(preset: ExperimentPreset, out_dir, *, checkpoint=None, 
         pair_psnr = psnr(images[[i for i, _ in pairs]], images[[j for _, j in pairs]])
         results['inputs'][which] = {
             'diversity_grey_levels': float(sample_diversity(images[:, None])[0]),
-            'pairwise_psnr_db': _json_number(pair_psnr.mean()),
+            'pairwise_psnr_db': json_number(pair_psnr.mean()),
             'psnr': [float(v) for v in psnr(images, hr_t.expand_as(images))],
             'ssim': [float(v) for v in ssim(images, hr_t.expand_as(images))],
             'consistency': [float(v) for v in consistency(images, lr_t.expand(K, -1, -1, -1))],
@@ -960,51 +591,3 @@ def reproduce_pretrained(preset: ExperimentPreset, out_dir, *, checkpoint=None, 
 def _ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True); return path
 
-def pretrained_report(results: dict) -> str:
-    "report.md of a `reproduce_pretrained` result."
-    K, inp, col = results['n_samples'], results['inputs'], results['colour']
-    lines = [f"# SR3 reproduction: `{results['preset']}` (the report's §4.1)", '',
-             f"Command: `{results.get('command', 'sr3lit reproduce ' + results['preset'])}`  ",
-             f"Checkpoint: `{results['checkpoint']}` ({results['parameters']:,} parameters); image: {results['image']}; "
-             f"{results['steps']} sampling steps (Algorithm 2), {K} samples per input; sampling took "
-             f"{_minutes(results['seconds_sampling'])} on {results['device']}.", '',
-             '## Diversity: the same input sampled several times', '',
-             markdown_table(['input', 'diversity (grey levels)', 'PSNR between samples (dB)', 'PSNR to reference (dB)', 'SSIM', 'bicubic PSNR / SSIM'],
-                            [[w, f"{v['diversity_grey_levels']:.2f}", _fmt(v['pairwise_psnr_db'], 'psnr'),
-                              ' / '.join(f'{p:.2f}' for p in v['psnr']), ' / '.join(f'{s:.3f}' for s in v['ssim']),
-                              f"{v['bicubic_psnr']:.2f} / {v['bicubic_ssim']:.3f}"] for w, v in inp.items()]), '',
-             "Diversity: the mean over pixels of the standard deviation over samples, on the 0..255 scale "
-             "(`sr3lit.metrics.sample_diversity`). The report found the outputs for one input nearly identical.", '',
-             '## Colour probe (Figure 4)', '',
-             markdown_table(['image', 'mean R', 'mean G', 'mean B', 'B - (R+G)/2', 'saturation', 'hue (°)', 'Δhue to reference', 'RGB distance to reference'],
-                            [[label, *(f"{col[k][c]:.1f}" for c in 'rgb'), f"{col[k]['b'] - (col[k]['r'] + col[k]['g']) / 2:.1f}",
-                              f"{col[k]['saturation']:.3f}", f"{col[k]['hue']:.1f}",
-                              f"{hue_difference(col[k]['hue'], col['reference']['hue']):+.1f}",
-                              f"{math.sqrt(sum((col[k][c] - col['reference'][c]) ** 2 for c in 'rgb')):.1f}"]
-                             for k, label in (('reference', 'reference'), ('bicubic_unmarked', 'bicubic'), ('sr3_unmarked', f'SR3 (mean of {K})'),
-                                              ('bicubic_marked', 'bicubic, black mark'), ('sr3_marked', f'SR3, black mark (mean of {K})'))]), '',
-             f"Statistics over the pixels outside the mark's footprint (LR box {results['mark_box_lr']}, grown by one LR pixel). "
-             "The report saw a blueish reconstruction that the mark made closer to the reference's colours.", '',
-             '## Figures', '', '![diversity](fig_diversity.png)', '', '![colour probe](fig_colour_probe.png)', '']
-    return '\n'.join(lines)
-
-# %% ../nbs/16_experiments.ipynb #1082d1f1
-def reproduce(preset: str | ExperimentPreset, out_dir, *, data_dir=None, device: str = 'auto', checkpoint=None,
-              image=None, overrides: dict | Sequence[str] = (), quiet: bool = False, command: str | None = None) -> dict:
-    "Run (or resume) the experiment `preset` into `out_dir`; write results.json, report.md and the figures; the results."
-    preset = get_experiment_preset(preset, overrides)
-    out_dir = Path(out_dir)
-    log = Progress(quiet)            # every stage logs a line; bad input fails before the first, in one line
-    if preset.kind == 'pretrained':
-        results = reproduce_pretrained(preset, out_dir, checkpoint=checkpoint, image=image, device=device, progress=not quiet, log=log)
-        results['compute_seconds'] = results['seconds_sampling']
-    else:
-        results = reproduce_training(preset, out_dir, data_dir=data_dir, device=device, progress=not quiet, log=log)
-        results['compute_seconds'] = round(sum(results['stage_seconds'].values())
-                                           + sum(t['seconds'] or 0 for t in results['training'].values()), 1)
-    results['command'] = command or f'sr3lit reproduce {preset.name} --out {out_dir}'
-    results['total_seconds'] = round(log.elapsed(), 1)
-    _write_json(out_dir / 'results.json', results)
-    _write_text(out_dir / 'report.md', (pretrained_report if preset.kind == 'pretrained' else training_report)(results))
-    log(f"wrote {out_dir / 'report.md'} and {out_dir / 'results.json'}")
-    return results

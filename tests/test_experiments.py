@@ -17,7 +17,8 @@ from PIL import Image
 
 from sr3lit import data
 from sr3lit.cli import main
-from sr3lit.experiments import (EXPERIMENT_PRESETS, cached_stage, colour_statistics, evaluate_folders,
+from sr3lit.evaluate import evaluate_folders
+from sr3lit.experiments import (EXPERIMENT_PRESETS, cached_stage, colour_statistics,
                                 get_experiment_preset, mark_footprint, paint_mark, Progress)
 from sr3lit.metrics import consistency, psnr, ssim
 from sr3lit.schedules import NoiseSchedule
