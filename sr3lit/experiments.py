@@ -27,6 +27,7 @@ from . import __version__
 from . import data as sr3data
 from . import training
 from . import inference
+from .config import parse_settings
 from .data import DataError
 from .evaluate import evaluate_folders, json_number, write_json
 from .images import image_table, save_figure
@@ -125,41 +126,14 @@ EXPERIMENT_PRESETS: dict[str, ExperimentPreset] = {p.name: p for p in (
 )}
 
 def get_experiment_preset(name: str | ExperimentPreset, overrides: dict | Sequence[str] = ()) -> ExperimentPreset:
-    "The preset `name` with `overrides` (a dict, or `key=value` strings whose values are parsed by the field's type)."
+    "The preset `name` with `overrides` (a dict, or `key=value` strings parsed by `sr3lit.config.parse_settings`)."
     if isinstance(name, ExperimentPreset): preset = name
     elif name in EXPERIMENT_PRESETS: preset = EXPERIMENT_PRESETS[name]
     else: raise ValueError(f"unknown experiment preset {name!r}; choose one of {', '.join(EXPERIMENT_PRESETS)}")
-    if not isinstance(overrides, dict):
-        pairs = {}
-        for item in overrides:
-            key, sep, value = item.partition('=')
-            if not sep or not key.strip(): raise ValueError(f"--set takes key=value, got {item!r}")
-            pairs[key.strip()] = value.strip()
-        overrides = pairs
-    fields = {f.name: f for f in dataclasses.fields(ExperimentPreset)}
-    values = {}
-    for key, value in overrides.items():
-        if key not in fields or key in ('name', 'description'):
-            raise ValueError(f"unknown experiment setting {key!r}; valid: {', '.join(k for k in fields if k not in ('name', 'description'))}")
-        values[key] = _parse_setting(key, value, getattr(preset, key))
+    current = {f.name: getattr(preset, f.name) for f in dataclasses.fields(ExperimentPreset) if f.name not in ('name', 'description')}
+    values = parse_settings(overrides, current, what='experiment setting', nullable=('sr3_steps', 'regression_steps', 'report'))
     return dataclasses.replace(preset, **values)
 
-def _parse_setting(key: str, value, current):
-    "`value` (a string from the command line, or a Python value) as the type of the setting `key`."
-    if not isinstance(value, str): return tuple(value) if isinstance(current, tuple) else value
-    text = value.strip()
-    try:
-        if isinstance(current, bool): return {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}[text.lower()]
-        if isinstance(current, tuple):
-            items = [v for v in text.strip('()[]').split(',') if v.strip()]
-            return tuple(float(v) if '.' in v or 'e' in v.lower() else int(v) for v in items)
-        if isinstance(current, dict): return dict(json.loads(text))
-        if key in ('sr3_steps', 'regression_steps') or isinstance(current, int):
-            return None if text.lower() == 'none' else int(float(text)) if float(text).is_integer() else int(text)
-        if key == 'report': return None if text.lower() == 'none' else text
-        return text
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
-        raise ValueError(f"experiment setting {key!r} cannot take {value!r}") from None
 
 # %% ../nbs/16_experiments.ipynb #8c0ff4a1
 def chain_start(train_schedule: NoiseSchedule, steps: int, method: str) -> float:
