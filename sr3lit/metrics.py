@@ -23,8 +23,9 @@ from .data import downsample
 __all__ = ['PSNR_MISTAKES', 'SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'INCEPTION_FID_WEIGHTS', 'INCEPTION_FID_URL',
            'INCEPTION_TORCHVISION_WEIGHTS', 'INCEPTION_TORCHVISION_URL', 'ALEXNET_WEIGHTS', 'ALEXNET_URL',
            'LPIPS_LINEAR_WEIGHTS', 'LPIPS_LINEAR_SOURCE', 'to_pixels', 'rgb_to_y', 'psnr', 'check_psnr',
-           'gaussian_window', 'ssim_map', 'ssim', 'consistency', 'sample_diversity', 'frechet_distance',
-           'fid_from_features', 'InceptionFeatures', 'load_inception', 'inception_features', 'LPIPS', 'load_lpips']
+           'gaussian_window', 'ssim_map', 'ssim', 'consistency', 'sample_diversity', 'high_frequency_energy',
+           'high_frequency_ratio', 'frechet_distance', 'fid_from_features', 'InceptionFeatures', 'load_inception',
+           'inception_features', 'LPIPS', 'load_lpips']
 
 # %% ../nbs/08_metrics.ipynb #3b7b6a4b
 def to_pixels(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
@@ -227,6 +228,28 @@ def sample_diversity(samples: torch.Tensor) -> torch.Tensor:
     if samples.shape[0] < 2: raise ValueError(f"need at least K=2 samples per input, got K={samples.shape[0]}")
     std = samples.detach().to(torch.float64).std(dim=0, correction=1)      # (B, C, H, W)
     return 127.5 * std.mean(dim=(1, 2, 3))
+
+# %% ../nbs/08_metrics.ipynb #c36581ca
+def _hann(n: int, dtype=torch.float64) -> torch.Tensor: return torch.hann_window(n, periodic=False, dtype=dtype)
+
+def high_frequency_energy(x: torch.Tensor, scale: int, window: bool = True) -> torch.Tensor:
+    "Per-image energy (B,) of (B, C, H, W) images above the Nyquist frequency 1/(2*scale) of their `scale`x smaller version."
+    if scale < 1: raise ValueError(f"scale must be >= 1, got {scale}")
+    x = x.detach().to(torch.float64)
+    H, W = x.shape[-2:]
+    x = x - x.mean(dim=(-2, -1), keepdim=True)                           # the DC term is no detail
+    norm = 1.0
+    if window:
+        w = _hann(H)[:, None] * _hann(W)[None, :]                        # (H, W)
+        x, norm = x * w, float(w.square().mean())
+    power = torch.fft.fft2(x).abs().square() / (H * W)                   # Parseval: power.sum() == x.square().sum()
+    fy, fx = torch.fft.fftfreq(H, dtype=x.dtype).abs(), torch.fft.fftfreq(W, dtype=x.dtype).abs()
+    outside = torch.maximum(fy[:, None], fx[None, :]) > 1 / (2 * scale)   # (H, W): beyond the low-resolution grid
+    return (power * outside).sum(dim=(-3, -2, -1)) / (x.shape[-3] * H * W * norm)
+
+def high_frequency_ratio(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
+    "sum_i E_hf(sr_i) / sum_i E_hf(hr_i): the high-frequency energy of the outputs relative to the references'."
+    return float(high_frequency_energy(sr, scale).sum() / high_frequency_energy(hr, scale).sum().clamp_min(1e-30))
 
 # %% ../nbs/08_metrics.ipynb #c298f690
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:
