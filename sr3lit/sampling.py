@@ -343,19 +343,23 @@ class _EvalMode:
 def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, sampler: str = 'ddpm', eta: float = 0.0,
            variance: str = 'posterior', n_samples: int = 1, clip_denoised: bool = True, y_T: torch.Tensor | None = None,
            generator: torch.Generator | None = None, seed: int | None = None, out_channels: int | None = None,
-           return_trajectory: bool = False, every: int | None = None, progress: bool = True):
+           return_trajectory: bool = False, every: int | None = None, progress: bool = True,
+           clip_bounds: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Super-resolve `x_up` (B, C, H, W) by running every step of `schedule` from y_T ~ N(0, I) down to y_0.
 
     `sampler`: 'ddpm' (Algorithm 2; `variance` 'posterior' or 'beta') or 'ddim' (`eta` in [0, 1]; 0 = deterministic).
     Returns (B*n_samples, C, H, W) images, the samples of input b at rows b*n_samples..; with `return_trajectory`
     (or a stride `every`) returns `(images, SamplingTrace)`. `y_T` fixes the starting noise; `generator` or `seed`
-    make the noise reproducible (bit for bit on the same device)."""
+    make the noise reproducible (bit for bit on the same device). `clip_bounds` = (lo, hi), tensors shaped like `x_up`:
+    clip y0_hat between them instead of [-1, 1] (a chain on a residual y0 - x_up has per-pixel bounds)."""
     coefs = reverse_step_coefficients(schedule, sampler, eta, variance)          # validates the arguments
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise ValueError(f"every must be a positive int, got {every!r}")
     generator = _make_generator(generator, seed, x_up.device) if torch.is_tensor(x_up) else generator
     buffer, y = _prepare_chain(x_up, n_samples, y_T, out_channels, generator)
     n, T = len(y), schedule.T
+    if clip_bounds is not None:
+        lo, hi = (torch.as_tensor(v, dtype=y.dtype, device=y.device).repeat_interleave(n_samples, dim=0) for v in clip_bounds)
     noise_levels = torch.tensor(coefs['noise_level'], dtype=y.dtype, device=y.device)          # (T,), one transfer
     a, b, c, d, s = (coefs[k].tolist() for k in ('y0_from_yt', 'y0_from_eps', 'next_from_y0', 'next_from_yt', 'noise_std'))
     z = torch.empty_like(y)
@@ -367,7 +371,9 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
             if i == T - 1 and eps.shape != y.shape:
                 raise ValueError(f"the model returned shape {tuple(eps.shape)}, expected {tuple(y.shape)}")
             y0_hat = torch.mul(eps, -b[i]).add_(y, alpha=a[i])
-            if clip_denoised: y0_hat.clamp_(-1.0, 1.0)
+            if clip_denoised:
+                if clip_bounds is None: y0_hat.clamp_(-1.0, 1.0)
+                else: y0_hat = torch.maximum(torch.minimum(y0_hat, hi, out=y0_hat), lo, out=y0_hat)
             if record and (T - 1 - i) % every == 0:
                 timesteps.append(i + 1); states.append(y.clone()); denoised.append(y0_hat.clone())
             y.mul_(d[i]).add_(y0_hat, alpha=c[i])                                 # y_{t-1}, written into the buffer
