@@ -19,8 +19,8 @@ from safetensors.torch import load as safetensors_load, save as safetensors_save
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states', 'checkpoint_steps',
-           'latest_checkpoint', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states', 'CheckpointError',
+           'checkpoint_steps', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/11_checkpoint.ipynb #043acee7
 def _fsync_dir(path: Path) -> None:
@@ -38,12 +38,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     os.replace(tmp, path)
     return hashlib.sha256(data).hexdigest()
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    "Make `dst` the same file as `src` (a hard link where the file system allows it), atomically."
+def _copy_atomically(src: Path, dst: Path) -> None:
+    "Make `dst` a copy of `src`, atomically. A copy, not a hard link: editing or truncating `dst` must not touch `src`."
     tmp = dst.with_name(f'.{dst.name}.tmp{os.getpid()}')
     with contextlib.suppress(FileNotFoundError): tmp.unlink()
-    try: os.link(src, tmp)
-    except OSError: shutil.copyfile(src, tmp)
+    shutil.copyfile(src, tmp)
+    with open(tmp, 'rb+') as f: os.fsync(f.fileno())
     os.replace(tmp, dst)
 
 def capture_rng_states() -> dict:
@@ -70,6 +70,9 @@ def _tensor_dict(module: nn.Module) -> dict[str, Tensor]:
 # %% ../nbs/11_checkpoint.ipynb #8ab27238
 CHECKPOINT_DIR = 'checkpoints'
 STATE_FILE = 'training_state.pt'
+
+class CheckpointError(ValueError):
+    "A checkpoint file that is missing, truncated or corrupt; the message names the file."
 
 def checkpoint_steps(run_dir: str | Path) -> list[int]:
     "The steps of the complete checkpoints in `run_dir`, oldest first."
@@ -102,7 +105,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, optimizer:
     _fsync_dir(tmp)
     os.replace(tmp, final)                                     # the commit point
     _fsync_dir(root)
-    for name in files: _link_or_copy(final / name, run_dir / name)
+    for name in files: _copy_atomically(final / name, run_dir / name)
     if ema is None:
         with contextlib.suppress(FileNotFoundError): (run_dir / 'ema.safetensors').unlink()
     for old in checkpoint_steps(run_dir)[:-max(1, keep)]:
@@ -113,12 +116,20 @@ def load_checkpoint(checkpoint: str | Path, model: nn.Module, optimizer: torch.o
                     ema=None, restore_rng: bool = True) -> dict:
     "Load a checkpoint folder into `model` (and `optimizer`, `ema`), checking the file hashes; return its state dict."
     checkpoint = Path(checkpoint)
-    state = torch.load(checkpoint / STATE_FILE, map_location='cpu', weights_only=True)
+    hint = f"delete {checkpoint} to continue from an earlier checkpoint, or train into a new folder"
+    try: state = torch.load(checkpoint / STATE_FILE, map_location='cpu', weights_only=True)
+    except FileNotFoundError: raise CheckpointError(f"{checkpoint / STATE_FILE} is missing; {hint}") from None
+    except Exception as e:                     # truncated: EOFError, RuntimeError, OSError(EINVAL), UnpicklingError...
+        raise CheckpointError(f"{checkpoint / STATE_FILE} cannot be read, it is truncated or corrupt "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); {hint}") from None
+    if not isinstance(state, dict) or not isinstance(state.get('files'), dict) or 'step' not in state:
+        raise CheckpointError(f"{checkpoint / STATE_FILE} is not an sr3lit training state; {hint}")
     weights = {}
     for name, digest in state['files'].items():
-        data = (checkpoint / name).read_bytes()
+        try: data = (checkpoint / name).read_bytes()
+        except FileNotFoundError: raise CheckpointError(f"{checkpoint / name} is missing; {hint}") from None
         if hashlib.sha256(data).hexdigest() != digest:
-            raise RuntimeError(f"{checkpoint / name} does not match the hash recorded in {STATE_FILE}: the file is corrupt")
+            raise CheckpointError(f"{checkpoint / name} does not match the hash recorded in {STATE_FILE}: the file is corrupt; {hint}")
         weights[name] = safetensors_load(data)
     model.load_state_dict(weights['model.safetensors'])
     if ema is not None:

@@ -186,11 +186,12 @@ def test_a_crash_while_committing_leaves_the_previous_checkpoint(tmp_path, monke
     assert state['step'] == 1
 
 
-def test_keep_checkpoints_and_hard_links(tmp_path):
+def test_keep_checkpoints_and_exported_copies(tmp_path):
     net = nn.Linear(3, 2)
     for step in (1, 2, 3): save_checkpoint(tmp_path, step, net, keep=2)
     assert checkpoint_steps(tmp_path) == [2, 3]
-    assert os.path.samefile(tmp_path / 'model.safetensors', latest_checkpoint(tmp_path) / 'model.safetensors')
+    top, inside = tmp_path / 'model.safetensors', latest_checkpoint(tmp_path) / 'model.safetensors'
+    assert not os.path.samefile(top, inside) and top.read_bytes() == inside.read_bytes()   # issue 14 case 4: copies, not links
 
 
 # ---------------------------------------------------------------- configuration
