@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
@@ -18,9 +20,12 @@ import torch
 from safetensors.torch import load as safetensors_load, save as safetensors_save
 from torch import Tensor, nn
 
+from .config import TrainConfig
+
 # %% auto #0
-__all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states', 'CheckpointError',
-           'checkpoint_steps', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'CONFIG_FILE', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states',
+           'CheckpointError', 'read_run_config', 'checkpoint_steps', 'latest_checkpoint', 'save_checkpoint',
+           'load_checkpoint']
 
 # %% ../nbs/11_checkpoint.ipynb #043acee7
 def _fsync_dir(path: Path) -> None:
@@ -73,6 +78,23 @@ STATE_FILE = 'training_state.pt'
 
 class CheckpointError(ValueError):
     "A checkpoint file that is missing, truncated or corrupt; the message names the file."
+
+CONFIG_FILE = 'config.json'
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    "The `TrainConfig` of a run folder's `config.json`: every setting present and valid, else a `CheckpointError` naming the file."
+    path = Path(run_dir) / CONFIG_FILE
+    try: values = json.loads(path.read_text())
+    except FileNotFoundError: raise CheckpointError(f"{path} is missing: {run_dir} is not a run folder") from None
+    except (OSError, ValueError) as e:                       # ValueError: bad JSON, bad UTF-8
+        raise CheckpointError(f"{path} is not valid JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(values, dict): raise CheckpointError(f"{path} must hold a JSON object, not {type(values).__name__}")
+    # a missing key would silently take today's default, which need not be what the run was trained with
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in values]
+    if missing: raise CheckpointError(f"{path} lacks the setting{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+                                      "a run's config must record every setting it was trained with")
+    try: return TrainConfig.from_dict(values)
+    except ValueError as e: raise CheckpointError(f"{path}: {' '.join(str(e).split())}") from None
 
 def checkpoint_steps(run_dir: str | Path) -> list[int]:
     "The steps of the complete checkpoints in `run_dir`, oldest first."
