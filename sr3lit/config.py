@@ -16,7 +16,7 @@ from .loss import NOISE_LEVEL_METHODS
 from .unet import NEW_MODEL_CONDITIONING, NEW_MODEL_OUTPUT
 
 # %% auto #0
-__all__ = ['PRESETS', 'parse_value', 'split_settings', 'parse_settings', 'TrainConfig', 'make_config']
+__all__ = ['LR_SCHEDULES', 'PRESETS', 'parse_value', 'split_settings', 'parse_settings', 'TrainConfig', 'make_config']
 
 # %% ../nbs/10_config.ipynb #063f40a9
 _BOOL_WORDS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
@@ -86,12 +86,16 @@ def parse_settings(values: Mapping[str, Any] | Sequence[str], current: Mapping[s
     return {k: parse_value(k, v, current[k], nullable=k in nullable, what=what) for k, v in values.items()}
 
 # %% ../nbs/10_config.ipynb #912d2acb
+LR_SCHEDULES = ('constant', 'cosine')
+
 @dataclass
 class TrainConfig:
     "Every setting of a training run (defaults: the `tiny` preset). `PRESETS` holds the named variants."
     # --- what is learned
     method: str = 'sr3'               # 'sr3' (Algorithm 1) or 'regression' (chapter 12's one-step baseline)
     loss_p: int = 1                   # p of the loss ||.||_p^p: 1 (the report's L1) or 2 (squared error)
+    residual: bool = True             # learn residual_scale*(y0 - x_up), what bicubic misses (chapter 12); False: y0 itself (the report)
+    residual_scale: float = 4.0       # about 1/std of y0 - x_up on photographs at 4x, so the residual has the images' spread
     # --- data (sr3lit.data)
     dataset: str = 'embedded'         # a dataset name known to sr3lit.data, or a folder of images
     val_dataset: str = ''             # '' = the test split of `dataset`
@@ -125,7 +129,9 @@ class TrainConfig:
     lr: float = 3e-4
     adam_betas: tuple = (0.9, 0.999)
     weight_decay: float = 0.0
-    warmup_steps: int = 100           # linear warm-up; 0 = constant learning rate
+    warmup_steps: int = 100           # linear warm-up; 0 = none
+    lr_schedule: str = 'cosine'       # after the warm-up: 'constant', or 'cosine' (half a cosine from lr down to 0 at max_steps,
+                                      # so a run continued with a larger max_steps follows a stretched cosine from then on)
     grad_clip: float = 1.0            # clip the global gradient norm to this; 0 = no clipping
     batch_size: int = 16              # the GLOBAL batch, split evenly over the processes of a DDP run
     max_steps: int = 1000
@@ -153,6 +159,8 @@ class TrainConfig:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         checks = [
             (self.loss_p in (1, 2), f"loss_p must be 1 or 2, got {self.loss_p}"),
+            (self.residual_scale > 0, f"residual_scale must be positive, got {self.residual_scale}"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
             (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
@@ -200,14 +208,15 @@ _REFERENCE_UNET = dict(in_channel=6, out_channel=3, inner_channel=64, norm_group
                        attn_res=(16,), res_blocks=2, dropout=0.2, use_affine_level=False, noise_scale=1.0,
                        precondition=False)
 _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
-                           linear_start=1e-6, linear_end=1e-2, loss_p=1, optimizer='adam', warmup_steps=0,
+                           linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, optimizer='adam', warmup_steps=0,
+                           lr_schedule='constant',
                            grad_clip=0.0, batch_size=4, max_steps=1_000_000, ema_decay=0.9999, ema_start=5000,
                            log_every=200, checkpoint_every=10_000, val_every=10_000, n_val=8, val_steps=200)
 
 # the ONE table of named training presets: each entry overrides TrainConfig's defaults; 'tiny' IS the defaults
 PRESETS: dict[str, dict] = {
     'micro': dict(inner_channel=16, norm_groups=8, channel_mults=(1, 2), attn_res=(16,), res_blocks=1, lr=1e-3,
-                  warmup_steps=0, batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
+                  warmup_steps=0, lr_schedule='constant', batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
                   checkpoint_every=10, val_every=0, n_val=2, val_steps=5),
     'tiny': {},
     'afhq-dog-16-128': dict(_REFERENCE_TRAINING, dataset='afhq-dog', lr=1e-5),

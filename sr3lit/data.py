@@ -29,9 +29,9 @@ from .images import embedded_photo
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'EMBEDDED_SPLITS', 'DataError', 'check_scale', 'to_rgb8', 'one_line', 'load_rgb',
            'resize_center_crop', 'make_lr_hr', 'upsample', 'downsample', 'to_tensor', 'to_pil', 'list_images',
-           'ImageFolderSR', 'PreparedSR', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset', 'check_output_folder',
-           'atomic_directory', 'write_json', 'unique_names', 'write_pairs', 'make_manifest', 'prepare_folder',
-           'write_embedded']
+           'ImageFolderSR', 'PreparedSR', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset', 'RandomCrops',
+           'check_output_folder', 'atomic_directory', 'write_json', 'unique_names', 'write_pairs', 'make_manifest',
+           'prepare_folder', 'write_embedded']
 
 # %% ../nbs/06_data.ipynb #ea47e24f
 class DataError(ValueError):
@@ -310,6 +310,51 @@ def embedded_dataset(split: str = 'train', hr_size: int = 32, lr_size: int = 8, 
     "The embedded default dataset: patches of the shipped photographs of `split`, as LR/HR/SR examples."
     check_scale(lr_size, hr_size)
     return EmbeddedSR(embedded_patches(split, hr_size, photo_size, stride), lr_size, split, flip)
+
+# %% ../nbs/06_data.ipynb #a27792e5
+class RandomCrops(Dataset):
+    "Training examples drawn afresh per fetch: random crops of photographs at several scales, with the square's symmetries."
+    def __init__(self, photos: Sequence[Image.Image], hr_size: int, lr_size: int, base: int | None = None,
+                 scales: Sequence[float] = (0.75, 1.0, 1.25, 1.5), rotate: bool = True, flip: bool = True,
+                 permute_channels: bool = False, flat_fraction: float = 0.0, length: int = 4096):
+        check_scale(lr_size, hr_size)
+        if not photos: raise DataError("RandomCrops needs at least one photograph")
+        if not 0 <= flat_fraction <= 1: raise DataError(f"flat_fraction must lie in [0, 1], got {flat_fraction}")
+        self.hr_size, self.lr_size, self.length = hr_size, lr_size, length
+        self.rotate, self.flip, self.permute_channels, self.flat_fraction = rotate, flip, permute_channels, flat_fraction
+        base = base or 8 * hr_size
+        self.images = []                                                # (tensor (3, H, W) uint8) at every size
+        for photo in photos:
+            w, h = photo.size
+            for s in scales:
+                side = min(round(base * s), min(w, h))                 # never enlarge a photograph
+                if side < hr_size: continue
+                im = photo if side == min(w, h) else photo.resize((round(w * side / min(w, h)), round(h * side / min(w, h))), Image.BICUBIC)
+                self.images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous())
+        if not self.images: raise DataError(f"no photograph is {hr_size} px or larger")
+        self.weights = torch.tensor([float(im.shape[1] * im.shape[2]) for im in self.images], dtype=torch.float64)
+
+    def __len__(self): return self.length
+
+    def draw_hr(self) -> torch.Tensor:
+        "One HR patch (3, h, h), uint8, from torch's global generator."
+        if self.flat_fraction and float(torch.rand(())) < self.flat_fraction:
+            return torch.randint(0, 256, (3, 1, 1), dtype=torch.uint8).expand(3, self.hr_size, self.hr_size).clone()
+        im = self.images[int(torch.multinomial(self.weights, 1))]
+        H, W, h = im.shape[1], im.shape[2], self.hr_size
+        y, x = int(torch.randint(0, H - h + 1, ())), int(torch.randint(0, W - h + 1, ()))
+        patch = im[:, y:y + h, x:x + h]
+        if self.rotate: patch = torch.rot90(patch, int(torch.randint(0, 4, ())), (1, 2))
+        if self.flip and _coin(): patch = patch.flip(-1)
+        if self.permute_channels: patch = patch[torch.randperm(3)]
+        return patch.contiguous()
+
+    def __getitem__(self, index: int) -> dict:
+        hr = Image.fromarray(self.draw_hr().permute(1, 2, 0).numpy())
+        lr, hr, sr = make_lr_hr(hr, self.lr_size, self.hr_size)
+        return _pair_item(lr, hr, sr, index, 'random-crop', False)
+
+    def __repr__(self): return f"RandomCrops({len(self.images)} images, {self.lr_size}->{self.hr_size}, length={self.length})"
 
 # %% ../nbs/06_data.ipynb #d4a831ad
 def check_output_folder(out: Path, overwrite: bool) -> None:

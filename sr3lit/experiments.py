@@ -32,8 +32,9 @@ from .data import DataError
 from .evaluate import evaluate_folders, json_number, write_json
 from .images import image_table, save_figure
 from .forward import q_sample
-from .metrics import consistency, psnr, sample_diversity, ssim
+from .metrics import consistency, high_frequency_energy, psnr, sample_diversity, ssim
 from .posterior import predict_y0_from_noise
+from .regression import Target, target_of
 from .sampling import sample, sampling_schedule
 from .schedules import NoiseSchedule
 from .unet import count_parameters, load_janspiry
@@ -42,8 +43,9 @@ from .unet import count_parameters, load_janspiry
 __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'DEFAULT_FACE', 'ExperimentPreset', 'get_experiment_preset', 'chain_start',
            'Progress', 'cached_stage', 'write_images', 'read_images', 'pick_indices', 'prepare_test_set',
            'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs', 'regression_outputs', 'image_stage',
-           'mean_colour_error', 'colour_error_by_noise_level', 'reproduce_training', 'colour_statistics',
-           'hue_difference', 'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
+           'mean_colour_error', 'colour_error_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns',
+           'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
+           'mark_footprint', 'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class ExperimentPreset:
     steps: tuple = (2000, 1000, 200, 50, 10)   # sampling step counts; the largest is "SR3" in the main table
     schedules: tuple = ('rediscretize', 'respace')  # how T steps are cut down (chapter 09)
     ddim_steps: tuple = (200, 50, 10)   # DDIM (eta = 0) on respaced schedules
+    n_mean: int = 8                     # SR3 samples averaged per image for the 'sr3_mean' row (chapter 08: 0.51 dB from the mean at 8)
+    mean_steps: int = 50                # respaced steps of each of those samples
+    n_flat: int = 50                    # flat patches of random colours for the colour test (0: none)
     batch_size: int = 16                # images per sampling batch
     seed: int = 0
     n_figure: int = 4                   # test images shown in the figures
@@ -83,6 +88,7 @@ class ExperimentPreset:
             (len(self.steps) >= 1 and all(int(s) >= 1 for s in self.steps), f"steps must be positive step counts, got {self.steps}"),
             (all(int(s) >= 1 for s in self.ddim_steps), f"ddim_steps must be positive, got {self.ddim_steps}"),
             (self.n_test >= 1 and self.batch_size >= 1 and self.n_figure >= 1, "n_test, batch_size and n_figure must be >= 1"),
+            (self.n_mean >= 1 and self.mean_steps >= 1 and self.n_flat >= 0, "n_mean and mean_steps must be >= 1, n_flat >= 0"),
             (self.n_samples >= 2, f"n_samples must be >= 2 (diversity compares samples), got {self.n_samples}"),
             (len(self.mark) == 3 and all(0 <= float(v) <= 1 for v in self.mark), f"mark must be three fractions x, y, size in [0, 1], got {self.mark}"),
             (self.sr3_steps is None or self.sr3_steps >= 0, "sr3_steps must be >= 0"),
@@ -256,26 +262,34 @@ def initial_noise(names: Sequence[str], shape: Sequence[int], seed: int) -> Tens
 
 def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str = 'respace',
                 sampler: str = 'ddpm', seed: int = 0, batch_size: int = 16, trajectory_every: int | None = None,
-                keep: int = 0, progress: bool = False) -> tuple[Tensor, dict | None]:
-    "SR3 samples (N, 3, H, W) of the upsampled test images `x_up`; with `trajectory_every`, the first `keep` images' chains."
+                keep: int = 0, progress: bool = False, n_samples: int = 1) -> tuple[Tensor, dict | None]:
+    """SR3 outputs (N, 3, H, W) of the upsampled test images `x_up`: one sample each, or (`n_samples` > 1) the mean of that
+    many. With `trajectory_every`, the first `keep` images' chains (as images: a residual chain is decoded)."""
     T = run.config.n_timestep
     if not 1 <= steps <= T: raise ValueError(f"{steps} sampling steps: the model was trained with T={T}, use 1..{T}")
     chain = sampling_schedule(run.config.noise_schedule(), steps, schedule)
+    target = target_of(run.config)                     # the image, or chapter 12's residual
     device = next(run.model.parameters()).device
     outputs, states, denoised, timesteps = [], [], [], None
     for start in range(0, len(x_up), batch_size):
         part, part_names = x_up[start:start + batch_size].to(device), names[start:start + batch_size]
-        y_T = initial_noise(part_names, part.shape[1:], seed).to(device)
-        generator = torch.Generator(device).manual_seed(training.derive_seed(seed, 'noise', part_names[0]))
+        sample_names = part_names if n_samples == 1 else [f'{n}#{k}' for n in part_names for k in range(n_samples)]
+        y_T = initial_noise(sample_names, part.shape[1:], seed).to(device)
+        generator = torch.Generator(device).manual_seed(training.derive_seed(seed, 'noise', part_names[0], n_samples))
         record = trajectory_every is not None and start < keep
-        result = sample(run.model, part, chain, sampler=sampler, eta=0.0, y_T=y_T, generator=generator,
+        result = sample(run.model, part, chain, sampler=sampler, eta=0.0, y_T=y_T, generator=generator, n_samples=n_samples,
+                        clip_bounds=target.bounds(part) if target.residual else None,
                         every=trajectory_every if record else None, progress=progress)
         if record:
             result, trace = result
             n_keep = min(keep - start, len(part))
             timesteps = [int(t) for t in trace.timesteps]
-            states.append(trace.states[:, :n_keep].cpu()); denoised.append(trace.denoised[:, :n_keep].cpu())
-        outputs.append(result.cpu())
+            cond = part[:n_keep].repeat_interleave(n_samples, 0)[None]
+            states.append(target.decode(trace.states[:, :n_keep], cond).cpu())
+            denoised.append(target.decode(trace.denoised[:, :n_keep], cond).cpu())
+        images = target.decode(result, part.repeat_interleave(n_samples, dim=0))
+        if n_samples > 1: images = images.view(len(part), n_samples, *images.shape[1:]).mean(dim=1)
+        outputs.append(images.cpu())
     trajectory = None if timesteps is None else {'timesteps': timesteps, 'states': torch.cat(states, 1), 'denoised': torch.cat(denoised, 1)}
     return torch.cat(outputs), trajectory
 
@@ -299,6 +313,10 @@ def image_stage(out_dir, tag: str, key: dict, produce: Callable[[], tuple[Tensor
         if trajectory is not None: torch.save(trajectory, out_dir / 'stages' / f'{tag}.trajectory.pt')
         result = evaluate_folders(folder, out_dir / 'test' / 'hr', out_dir / 'test' / 'lr',
                                   y_channel=preset.y_channel, crop_border=preset.crop_border)
+        scale = test['HR'].shape[-1] // test['LR'].shape[-1]
+        energy = high_frequency_energy(read_images(folder, names), scale)          # the 8-bit files, as evaluated
+        for row, e in zip(result['images'], energy.tolist()): row['hf_energy'] = e
+        result['mean']['hf_ratio'] = json_number(energy.sum() / high_frequency_energy(test['HR'], scale).sum())
         return {'tag': tag, 'seconds_per_image': round(seconds / len(names), 4), 'mean': result['mean'],
                 'images': result['images'], 'trajectory': trajectory is not None}
     has_files = lambda r: (all((folder / f'{n}.png').is_file() for n in names)
@@ -314,7 +332,7 @@ def mean_colour_error(images: Tensor, reference: Tensor) -> Tensor:
 @torch.no_grad()
 def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
                                 timesteps: Sequence[int] = (1, 200, 600, 1000, 1400, 1800, 2000), seed: int = 0,
-                                batch_size: int = 16) -> dict[int, float]:
+                                batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
     "For each step t: the mean colour error (grey levels) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr)."
     was_training = getattr(model, 'training', False)
     if hasattr(model, 'eval'): model.eval()
@@ -326,16 +344,35 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
         generator = torch.Generator().manual_seed(training.derive_seed(seed, 'colour', t))
         per_image = []
         for i in range(0, len(hr), batch_size):
-            y0, cond = hr[i:i + batch_size], x_up[i:i + batch_size]
+            hr_part, cond = hr[i:i + batch_size], x_up[i:i + batch_size]
+            y0 = target.encode(hr_part, cond)
+            lo, hi = target.bounds(cond)
             noise = torch.randn(y0.shape, generator=generator)
             y_t = q_sample(y0, gamma, noise)
             level = torch.full((len(y0),), math.sqrt(gamma))
             eps = model(torch.cat([cond, y_t], 1).to(device), level.to(device)).cpu()
-            y0_hat = predict_y0_from_noise(schedule, y_t, t, eps).clamp(-1, 1)       # as the sampler clips it
-            per_image.append(mean_colour_error(y0_hat, y0))
+            y0_hat = predict_y0_from_noise(schedule, y_t, t, eps)
+            y0_hat = target.decode(torch.maximum(torch.minimum(y0_hat, hi), lo), cond)   # as the sampler clips it
+            per_image.append(mean_colour_error(y0_hat, hr_part))
         errors[t] = float(torch.cat(per_image).mean())
     if was_training: model.train()
     return errors
+
+def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50, batch_size: int = 16) -> dict:
+    """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between
+    its 8-bit output and the colour, per colour (SR3: one sample of `steps` respaced steps), and the mean and worst."""
+    cfg = run.config
+    g = torch.Generator().manual_seed(training.derive_seed(seed, 'flat'))
+    colours = torch.randint(0, 256, (n, 3), generator=g)
+    hr = (colours.double() / 127.5 - 1).float()[:, :, None, None].expand(n, 3, cfg.hr_size, cfg.hr_size).contiguous()
+    x_up = sr3data.upsample(sr3data.downsample(hr, cfg.lr_size, pil_exact=True), cfg.hr_size, pil_exact=True)
+    if cfg.method == 'sr3':
+        out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, seed=seed, batch_size=batch_size)
+    else: out = regression_outputs(run, x_up, batch_size)
+    error = ((out.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean(dim=(1, 2, 3))
+    return {'mean': float(error.mean()), 'worst': float(error.max()), 'bicubic': float(
+            ((x_up.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean()),
+            'per_colour': [round(float(e), 3) for e in error]}
 
 # %% ../nbs/16_experiments.ipynb #0893f3c3
 def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
@@ -347,13 +384,53 @@ def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
     for n in sorted({int(s) for s in preset.ddim_steps}, reverse=True):
         if n > T: raise ValueError(f"{n} DDIM steps: the model was trained with T={T}; choose steps <= {T}")
         plan.append(('ddim', 'respace', n))
+    if preset.mean_steps > T: raise ValueError(f"mean_steps={preset.mean_steps}: the model was trained with T={T}")
     return plan
 
 def _tag(sampler: str, schedule: str, n: int) -> str: return f'sr3-{sampler}-{schedule}-{n}'
 
+def _full_tag(plan, preset: ExperimentPreset, T: int) -> tuple[str, int]:
+    "The tag and step count of the main table's SR3 row: the longest DDPM chain."
+    n = max(n for sampler, _, n in plan if sampler == 'ddpm')
+    return _tag('ddpm', 'full' if n == T else ('respace' if 'respace' in preset.schedules else preset.schedules[0]), n), n
+
+def sr3_stages(sr3: inference.Run, plan, preset: ExperimentPreset, test: dict, out_dir, log: Progress, progress: bool) -> dict:
+    "Every SR3 stage of `plan`, then the mean of `n_mean` samples; the full-length chain records its trajectory."
+    bs, seed, keep, T = preset.batch_size, preset.seed, min(preset.n_figure, len(test['names'])), sr3.config.n_timestep
+    full_tag, _ = _full_tag(plan, preset, T)
+    stages = {}
+    for sampler, schedule, n in plan:
+        tag = _tag(sampler, schedule, n)
+        every = max(1, n // 10) if tag == full_tag else None
+        produce = (lambda schedule=schedule, n=n, sampler=sampler, every=every:
+                   sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule='respace' if schedule == 'full' else schedule,
+                               sampler=sampler, seed=seed, batch_size=bs, trajectory_every=every, keep=keep, progress=progress))
+        key = {'method': 'sr3', 'step': sr3.step, 'sampler': sampler, 'schedule': schedule, 'steps': n, 'seed': seed,
+               'batch_size': bs, 'trajectory_every': every, 'keep': keep if every else 0}
+        stages[tag] = image_stage(out_dir, tag, key, produce, test, preset, log)
+    K, n = preset.n_mean, preset.mean_steps
+    produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, seed=seed, batch_size=max(1, bs // K),
+                                   n_samples=K, progress=progress)[0], None)
+    stages['sr3-mean'] = image_stage(out_dir, 'sr3-mean', {'method': 'sr3', 'step': sr3.step, 'n_samples': K, 'steps': n,
+                                                           'seed': seed, 'batch_size': bs}, produce, test, preset, log)
+    return stages
+
+def steps_columns(plan, stages: dict, preset: ExperimentPreset) -> tuple[dict, dict]:
+    "The step-count table's cells {column: {steps: summary}} and the stage tag of each cell {'column-steps': tag}."
+    steps, tags = {}, {}
+    for sampler, schedule, n in plan:
+        for k in (('rediscretize', 'respace') if schedule == 'full' else (schedule,)):
+            col = 'ddim' if sampler == 'ddim' else k
+            if sampler == 'ddpm' and schedule == 'full' and k not in preset.schedules: continue
+            steps.setdefault(col, {})[str(n)] = stage_summary(stages[_tag(sampler, schedule, n)])
+            tags[f'{col}-{n}'] = _tag(sampler, schedule, n)
+    return steps, tags
+
+def stage_summary(stage: dict) -> dict: return {**stage['mean'], 'seconds_per_image': stage['seconds_per_image']}
+
 def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, device: str = 'auto',
                        progress: bool = True, log: Progress | None = None) -> dict:
-    "Train SR3 and the regression baseline, sample and evaluate every stage, and write results.json, report.md and figures."
+    "Train SR3 and the regression baseline, then sample and evaluate every stage; the numbers as a dict (chapter 17 writes them)."
     out_dir, log = Path(out_dir), log or Progress()
     configs = train_configs(preset, data_dir, device, progress)
     T = configs['sr3'].n_timestep
@@ -362,64 +439,50 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     runs, train_summary = {}, {}
     for name in ('sr3', 'regression'):
         runs[name], train_summary[name] = train_stage(name, configs[name], out_dir / name, log)
-    sr3 = runs['sr3']
-    bs, seed, keep = preset.batch_size, preset.seed, min(preset.n_figure, len(test['names']))
+    sr3, bs, seed = runs['sr3'], preset.batch_size, preset.seed
 
-    stages = {'bicubic': image_stage(out_dir, 'bicubic', {'method': 'bicubic'}, lambda: (test['x_up'], None), test, preset, log)}
-    stages['regression'] = image_stage(out_dir, 'regression', {'method': 'regression', 'step': runs['regression'].step},
-                                       lambda: (regression_outputs(runs['regression'], test['x_up'], bs), None), test, preset, log)
-    full_n = max(n for sampler, _, n in plan if sampler == 'ddpm')
-    full_tag = _tag('ddpm', 'full' if full_n == T else ('respace' if 'respace' in preset.schedules else preset.schedules[0]), full_n)
-    for sampler, schedule, n in plan:
-        tag = _tag(sampler, schedule, n)
-        record = tag == full_tag
-        every = max(1, n // 10) if record else None
-        produce = (lambda schedule=schedule, n=n, sampler=sampler, every=every:
-                   sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule='respace' if schedule == 'full' else schedule,
-                               sampler=sampler, seed=seed, batch_size=bs, trajectory_every=every, keep=keep, progress=progress))
-        key = {'method': 'sr3', 'step': sr3.step, 'sampler': sampler, 'schedule': schedule, 'steps': n, 'seed': seed,
-               'batch_size': bs, 'trajectory_every': every, 'keep': keep if record else 0}
-        stages[tag] = image_stage(out_dir, tag, key, produce, test, preset, log)
+    stages = {'bicubic': image_stage(out_dir, 'bicubic', {'method': 'bicubic'}, lambda: (test['x_up'], None), test, preset, log),
+              'regression': image_stage(out_dir, 'regression', {'method': 'regression', 'step': runs['regression'].step},
+                                        lambda: (regression_outputs(runs['regression'], test['x_up'], bs), None), test, preset, log),
+              **sr3_stages(sr3, plan, preset, test, out_dir, log, progress)}
+    colour = cached_stage(out_dir / 'stages' / 'colour.json',
+                          {'steps': {k: r.step for k, r in runs.items()}, 'names': test['names'], 'seed': seed,
+                           'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps},
+                          lambda: {'by_noise_level': {str(t): e for t, e in colour_error_by_noise_level(
+                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed,
+                                       batch_size=bs, target=target_of(configs['sr3'])).items()},
+                                   'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean()),
+                                   'flat': {k: flat_colour_error(r, preset.n_flat, seed, preset.mean_steps, bs)
+                                            for k, r in runs.items()} if preset.n_flat else {}},
+                          log, "colour: SR3 by noise level, both models on flat patches")
 
-    colour = cached_stage(out_dir / 'stages' / 'colour_by_noise_level.json',
-                          {'step': sr3.step, 'names': test['names'], 'seed': seed},
-                          lambda: {'sr3': {str(t): e for t, e in colour_error_by_noise_level(
-                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed, batch_size=bs).items()},
-                                   'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean())},
-                          log, "SR3's colour by noise level")
-
-    # ---- assemble the numbers
-    per_image = {tag: s['images'] for tag, s in stages.items()}
-    summary = lambda s: {**s['mean'], 'seconds_per_image': s['seconds_per_image']}
-    steps, tags = {}, {}
-    for sampler, schedule, n in plan:
-        for k in (('rediscretize', 'respace') if schedule == 'full' else (schedule,)):
-            col = 'ddim' if sampler == 'ddim' else k
-            if sampler == 'ddpm' and schedule == 'full' and k not in preset.schedules: continue
-            steps.setdefault(col, {})[str(n)] = summary(stages[_tag(sampler, schedule, n)])
-            tags[f'{col}-{n}'] = _tag(sampler, schedule, n)
+    full_tag, full_n = _full_tag(plan, preset, T)
+    steps, tags = steps_columns(plan, stages, preset)
     train_schedule = configs['sr3'].noise_schedule()
-    all_counts = sorted({int(n) for by in steps.values() for n in by} | set((REPORT_NUMBERS.get(preset.report or '', {}).get('steps', {}).get('rediscretize', {}))), reverse=True)
-    results = {
+    report_steps = REPORT_NUMBERS.get(preset.report or '', {}).get('steps', {}).get('rediscretize', {})
+    all_counts = sorted({int(n) for by in steps.values() for n in by} | set(report_steps), reverse=True)
+    cfg = configs['sr3']
+    return {
         'preset': preset.name, 'settings': _normalize(dataclasses.asdict(preset)),
         'sr3lit_version': __version__, 'torch_version': torch.__version__, 'device': str(next(sr3.model.parameters()).device),
         'torch_threads': torch.get_num_threads(),
-        'data': {'dataset': configs['sr3'].dataset, 'lr_size': configs['sr3'].lr_size, 'hr_size': configs['sr3'].hr_size,
-                 'n_test': len(test['names']), 'test_images': test['names'], 'n_available': test['info']['n_available']},
-        'T': T, 'noise_schedule': {'kind': configs['sr3'].beta_schedule, 'T': T, 'beta_1': configs['sr3'].linear_start, 'beta_T': configs['sr3'].linear_end},
+        'data': {'dataset': cfg.dataset, 'lr_size': cfg.lr_size, 'hr_size': cfg.hr_size, 'n_test': len(test['names']),
+                 'test_images': test['names'], 'n_available': test['info']['n_available']},
+        'T': T, 'noise_schedule': {'kind': cfg.beta_schedule, 'T': T, 'beta_1': cfg.linear_start, 'beta_T': cfg.linear_end},
         'training': train_summary,
-        'methods': {'bicubic': summary(stages['bicubic']), 'regression': summary(stages['regression']),
-                    'sr3': {**summary(stages[full_tag]), 'steps': full_n, 'T': T, 'sampler': 'ddpm'}},
-        'steps': steps, 'tags': tags, 'full_tag': full_tag,
+        'methods': {'bicubic': stage_summary(stages['bicubic']), 'regression': stage_summary(stages['regression']),
+                    'sr3': {**stage_summary(stages[full_tag]), 'steps': full_n, 'T': T, 'sampler': 'ddpm'},
+                    'sr3_mean': {**stage_summary(stages['sr3-mean']), 'n_samples': preset.n_mean, 'steps': preset.mean_steps}},
+        'steps': steps, 'tags': {**tags, 'sr3_mean': 'sr3-mean'}, 'full_tag': full_tag,
         'chain_start': {str(n): {k: chain_start(train_schedule, n, k) for k in ('rediscretize', 'respace')} for n in all_counts if n <= T},
         'report': REPORT_NUMBERS.get(preset.report) if preset.report else None,
-        'colour_error_by_noise_level': {'sr3': colour['sr3'], 'bicubic': colour['bicubic'],
-                                        'gamma': {t: float(train_schedule.gammas[int(t) - 1]) for t in colour['sr3']}},
+        'colour_error_by_noise_level': {'sr3': colour['by_noise_level'], 'bicubic': colour['bicubic'],
+                                        'gamma': {t: float(train_schedule.gammas[int(t) - 1]) for t in colour['by_noise_level']}},
+        'flat_colour': colour['flat'],
         'stage_seconds': {tag: s['seconds'] for tag, s in stages.items()},
         'stages_cached': {tag: s['cached'] for tag, s in stages.items()},
+        'per_image': {tag: s['images'] for tag, s in stages.items()},
     }
-    results['per_image'] = per_image
-    return results
 
 
 # %% ../nbs/16_experiments.ipynb #079e19c8

@@ -229,7 +229,7 @@ def sample_diversity(samples: torch.Tensor) -> torch.Tensor:
     std = samples.detach().to(torch.float64).std(dim=0, correction=1)      # (B, C, H, W)
     return 127.5 * std.mean(dim=(1, 2, 3))
 
-# %% ../nbs/08_metrics.ipynb #c36581ca
+# %% ../nbs/08_metrics.ipynb #85500dfc
 def _hann(n: int, dtype=torch.float64) -> torch.Tensor: return torch.hann_window(n, periodic=False, dtype=dtype)
 
 def high_frequency_energy(x: torch.Tensor, scale: int, window: bool = True) -> torch.Tensor:

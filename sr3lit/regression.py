@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,28 +14,55 @@ from torch import Tensor, nn
 from .config import TrainConfig
 
 # %% auto #0
-__all__ = ['regression_predict', 'RegressionObjective', 'regression_configure', 'regression_method_predict']
+__all__ = ['Target', 'target_of', 'regression_predict', 'RegressionObjective', 'regression_configure',
+           'regression_method_predict']
+
+# %% ../nbs/12_regression.ipynb #719629ae
+@dataclass(frozen=True)
+class Target:
+    "What the network's output stands for: the image y0 (`scale` None, the report) or the residual scale*(y0 - x_up)."
+    scale: float | None = None
+
+    @property
+    def residual(self) -> bool: return self.scale is not None
+
+    def encode(self, y0: Tensor, x_up: Tensor) -> Tensor:
+        "The training target of the image `y0` given its upsampled input `x_up`."
+        return y0 if self.scale is None else self.scale * (y0 - x_up)
+
+    def decode(self, z: Tensor, x_up: Tensor) -> Tensor:
+        "The image in [-1, 1] that the output `z` stands for."
+        return (z if self.scale is None else x_up + z / self.scale).clamp(-1, 1)
+
+    def bounds(self, x_up: Tensor) -> tuple[Tensor, Tensor]:
+        "(lo, hi): the values of `encode(y, x_up)` for y in [-1, 1], per pixel."
+        if self.scale is None: return -torch.ones_like(x_up), torch.ones_like(x_up)
+        return self.scale * (-1 - x_up), self.scale * (1 - x_up)
+
+def target_of(cfg: TrainConfig) -> Target:
+    "The `Target` of a training configuration (`residual`, `residual_scale`)."
+    return Target(cfg.residual_scale if cfg.residual else None)
 
 # %% ../nbs/12_regression.ipynb #7527eb3e
-def regression_predict(model: nn.Module, x_up: Tensor) -> Tensor:
-    "One-step super-resolution: the network's output for the upsampled LR images `x_up` (B, 3, H, W), clamped to [-1, 1]."
+def regression_predict(model: nn.Module, x_up: Tensor, target: Target = Target()) -> Tensor:
+    "One-step super-resolution of the upsampled LR images `x_up` (B, 3, H, W): the image the network's output stands for, in [-1, 1]."
     noise_level = torch.zeros(x_up.shape[0], device=x_up.device, dtype=x_up.dtype)   # a constant: a learned bias
-    return model(x_up, noise_level).clamp(-1, 1)
+    return target.decode(model(x_up, noise_level), x_up)
 
 class RegressionObjective:
-    "The baseline's loss: mean |f_theta(x_up) - y0|^p over images and pixels (p=1: L1, p=2: squared error)."
-    def __init__(self, p: int = 1):
+    "The baseline's loss: mean |f_theta(x_up) - target.encode(y0, x_up)|^p over images and pixels (p=1: L1, p=2: squared error)."
+    def __init__(self, p: int = 1, target: Target = Target()):
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
-        self.p = p
+        self.p, self.target = p, target
 
     def __call__(self, model: nn.Module, batch: dict, rng=None) -> Tensor:
         "The loss of `batch`; `rng` (the per-sample generators of chapter 13) is not used: nothing is drawn."
         x_up, y0 = batch['x_up'], batch['HR']
         prediction = model(x_up, torch.zeros(x_up.shape[0], device=x_up.device, dtype=x_up.dtype))
-        error = (prediction.float() - y0.float()).abs()       # no clamp while training: it would cut the gradient
+        error = (prediction.float() - self.target.encode(y0, x_up).float()).abs()   # no clamp while training: it would cut the gradient
         return error.pow(self.p).mean()
 
-    def __repr__(self): return f"RegressionObjective(p={self.p})"
+    def __repr__(self): return f"RegressionObjective(p={self.p}, {self.target})"
 
 # %% ../nbs/12_regression.ipynb #23477dda
 def regression_configure(cfg: TrainConfig) -> TrainConfig:
@@ -49,5 +77,5 @@ def regression_configure(cfg: TrainConfig) -> TrainConfig:
 
 def regression_method_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, n_samples: int = 1, **sampling) -> Tensor:
     "The trainer's `predict` for the baseline: deterministic, so `n_samples` copies of the one prediction; sampling options are ignored."
-    prediction = regression_predict(model, x_up)
+    prediction = regression_predict(model, x_up, target_of(cfg))
     return prediction.repeat_interleave(n_samples, dim=0) if n_samples > 1 else prediction

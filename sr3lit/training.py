@@ -43,7 +43,7 @@ from .sampling import sample, sampling_schedule
 from .config import PRESETS, TrainConfig, make_config
 from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
                                load_checkpoint, save_checkpoint)
-from .regression import RegressionObjective, regression_configure, regression_method_predict
+from .regression import RegressionObjective, Target, regression_configure, regression_method_predict, target_of
 
 # %% auto #0
 __all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed', 'seed_global_rngs',
@@ -143,9 +143,9 @@ class SampleRNG:
 # %% ../nbs/13_training.ipynb #2ba95714
 class DiffusionObjective:
     "Algorithm 1's loss: mean |eps_theta(cat([x_up, sqrt(g) y0 + sqrt(1-g) z]), sqrt(g)) - z|^p, with g and z drawn per sample."
-    def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma'):
+    def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma', target: Target = Target()):
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
-        self.schedule, self.p, self.noise_level_method = schedule, p, noise_level_method
+        self.schedule, self.p, self.noise_level_method, self.target = schedule, p, noise_level_method, target
 
     def draw(self, batch: dict, rng: SampleRNG) -> tuple[Tensor, Tensor]:
         "The noise levels sqrt(gamma) (B,) and noises z (B, C, H, W) of this batch."
@@ -155,15 +155,20 @@ class DiffusionObjective:
 
     def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG) -> Tensor:
         noise_level, noise = self.draw(batch, rng)
-        return diffusion_loss(model, batch['x_up'], batch['HR'], self.schedule, self.p, noise=noise, noise_level=noise_level)
+        y0 = self.target.encode(batch['HR'], batch['x_up'])          # the image, or chapter 12's scaled residual
+        return diffusion_loss(model, batch['x_up'], y0, self.schedule, self.p, noise=noise, noise_level=noise_level)
 
-    def __repr__(self): return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method})"
+    def __repr__(self): return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method}, {self.target})"
 
 # %% ../nbs/13_training.ipynb #d1674665
-def learning_rate(step: int, base_lr: float, warmup_steps: int = 0) -> float:
-    "The learning rate of the update from step `step` to `step + 1`: linear warm-up over `warmup_steps`, then constant."
-    if warmup_steps <= 0: return base_lr
-    return base_lr * min(1.0, (step + 1) / warmup_steps)
+def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = 'constant', total_steps: int | None = None) -> float:
+    """The learning rate of the update from step `step` to `step + 1`: linear warm-up over `warmup_steps`, then constant,
+    or ('cosine') half a cosine from `base_lr` at the end of the warm-up down to 0 at `total_steps`."""
+    if step < warmup_steps: return base_lr * (step + 1) / warmup_steps
+    if schedule == 'constant' or total_steps is None: return base_lr
+    if schedule != 'cosine': raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 # %% ../nbs/13_training.ipynb #e2e34946
 class EMA:
@@ -417,7 +422,7 @@ def optimisation_step(s: TrainingSession, objective: Objective, batch: dict, cfg
     seed_global_rngs(derive_seed(cfg.seed, 'step', step, ctx.rank))     # dropout masks
     rng = SampleRNG(batch.pop('sample_seed'), s.device)
     batch = _to_device(batch, s.device, cfg.channels_last)
-    lr = learning_rate(step, cfg.lr, cfg.warmup_steps)
+    lr = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.lr_schedule, cfg.max_steps)
     for group in s.optimizer.param_groups: group['lr'] = lr
     with s.autocast(): losses = objective(s.train_model, batch, rng)
     loss = losses.float().mean()
@@ -567,7 +572,10 @@ def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int 
                 eta: float = 0.0, progress: bool = False) -> Tensor:
     "SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T) of the training schedule, respaced or re-discretised."
     sampling = sampling_schedule(cfg.noise_schedule(), None if steps is None else min(steps, cfg.n_timestep), schedule)
-    return sample(model, x_up, sampling, sampler=sampler, eta=eta, n_samples=n_samples, generator=generator, progress=progress)
+    target = target_of(cfg)
+    z = sample(model, x_up, sampling, sampler=sampler, eta=eta, n_samples=n_samples, generator=generator, progress=progress,
+               clip_bounds=target.bounds(x_up) if target.residual else None)
+    return target.decode(z, x_up.repeat_interleave(n_samples, dim=0))
 
 def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
     if cfg.in_channel != 2 * cfg.out_channel:
@@ -576,9 +584,9 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
 
 # every method `train`, `load_run` and the `sr3lit` command know, by name
 METHODS: dict[str, Method] = {
-    'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method),
+    'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg)),
                   sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2 or DDIM'),
-    'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p), regression_method_predict,
+    'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p, target_of(cfg)), regression_method_predict,
                          regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),
 }
 
