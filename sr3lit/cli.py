@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -19,7 +21,7 @@ from . import __version__
 from . import data
 from . import download
 from .config import PRESETS, TrainConfig, make_config, split_settings
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, read_run_config
 from . import training      # training.train: the tests replace it to simulate a failing run
 from . import inference
 from . import evaluate, experiments, report
@@ -78,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_run=s.run, _prog=p.prog)
     return parser
 
+class _StderrLines(logging.Handler):
+    "The library's log records (the `sr3lit` logger) as plain lines on the stderr of the moment."
+    def emit(self, record): print(self.format(record), file=sys.stderr)
+
+@contextlib.contextmanager
+def _library_messages(quiet: bool):
+    "While a command runs: warnings from the library always, its notes (INFO) unless --quiet."
+    log, handler = logging.getLogger('sr3lit'), _StderrLines()
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler); log.setLevel(logging.WARNING if quiet else logging.INFO); log.propagate = False
+    try: yield
+    finally: log.removeHandler(handler); log.setLevel(level); log.propagate = propagate
+
 def main(argv: Sequence[str] | None = None) -> int:
     "Run the `sr3lit` command with `argv` (default: the command line); the exit status."
     parser = build_parser()
@@ -93,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sr3lit: error: choose a command: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _library_messages(getattr(args, 'quiet', False)): return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if args.debug: raise
         print(f"{args._prog}: interrupted", file=sys.stderr)
@@ -190,7 +206,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     "The configuration `sr3lit train` uses for these arguments."
     saved = Path(args.out) / 'config.json'
-    base = TrainConfig.from_dict(json.loads(saved.read_text())) if args.preset is None and saved.is_file() else None
+    base = read_run_config(args.out) if args.preset is None and saved.is_file() else None     # strict, names the file
     cfg = make_config(args.preset or 'tiny', args.config, args.set, base=base)
     explicit = {'method': args.method, 'max_steps': args.max_steps, 'checkpoint_every': args.checkpoint_every,
                 'batch_size': args.batch_size, 'seed': args.seed, 'device': args.device}
@@ -242,25 +258,29 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
     p.add_argument('--overlap', type=int, metavar='PX', help='overlap of tiles for large images (default: a quarter tile)')
     p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
+    p.add_argument('--overwrite', action='store_true', help='replace existing outputs in DIR (inputs are never replaced)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
 
 def sample_command(args: argparse.Namespace) -> int:
     "Run `sr3lit sample` (see `--help`); the exit status."
     if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before loading
     run = inference.load_run(args.model, args.device, args.weights)
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
     t0 = time.perf_counter()
-    written = inference.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
-                                           schedule=args.schedule, samples=args.samples, seed=args.seed,
-                                           overlap=args.overlap, eta=args.eta, progress=not args.quiet)
+    done = inference.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
+                                        schedule=args.schedule, samples=args.samples, seed=args.seed, overlap=args.overlap,
+                                        eta=args.eta, progress=not args.quiet, overwrite=args.overwrite, also=('sample.json',))
     seconds = time.perf_counter() - t0
     summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
                    steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=args.schedule, eta=args.eta,
-                   samples=args.samples, seed=args.seed, weights=args.weights, images=len(written),
-                   seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in written])
+                   samples=args.samples, seed=args.seed, weights=args.weights, images=len(done.inputs),
+                   seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in done.written],
+                   inputs=[str(p) for p in done.inputs], skipped=done.skipped)
     atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())
-    print(f"wrote {len(written)} images to {args.out} in {seconds:.1f} s")
+    skipped = f"; skipped {len(done.skipped)} unreadable ({', '.join(s['file'] for s in done.skipped[:3])}{', ...' if len(done.skipped) > 3 else ''})" if done.skipped else ''
+    print(f"wrote {len(done.written)} images to {args.out} in {seconds:.1f} s{skipped}")
     return 0
 
 register_subcommand('sample', 'super-resolve a folder of low-resolution images (or one image) with a trained run',

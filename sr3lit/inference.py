@@ -8,25 +8,31 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load as safetensors_load
 from torch import Tensor, nn
 
 from . import data as sr3data
-from .checkpoint import checkpoint_steps
+from .checkpoint import CONFIG_FILE, CheckpointError, checkpoint_steps, read_run_config
 from .config import TrainConfig, make_config
 from .schedules import NoiseSchedule
 from .training import Method, derive_seed, get_method, resolve_device, train
 from .unet import UNet, load_janspiry
 
+logger = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['DEMO_RUNS_ENV', 'Run', 'load_run', 'demo_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'super_resolve_path']
+__all__ = ['logger', 'DEMO_RUNS_ENV', 'Run', 'load_run', 'demo_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'output_names',
+           'SuperResolved', 'plan_outputs', 'super_resolve_path']
 
 # %% ../nbs/14_inference.ipynb #c8156fc0
 @dataclass
@@ -53,6 +59,24 @@ class Run:
         "The method's prediction for upsampled LR images `x_up` (see `sr3lit.training.sr3_predict` for the keyword arguments)."
         return self.method.predict(self.model, x_up, self.config, **kwargs)
 
+    def __call__(self, image: Image.Image | str | Path, steps: int | None = 50, *, seed: int = 0, sampler: str = 'ddpm',
+                 schedule: str = 'respace', eta: float = 0.0, samples: int = 1, overlap: int | None = None,
+                 progress: bool = False) -> Image.Image | list[Image.Image]:
+        """Super-resolve one low-resolution image, a PIL image or a file: `run(image, steps=50)` returns a PIL image.
+
+        It does what the network's input needs: 8-bit RGB, [-1, 1] scaling, bicubic up-sampling by `scale`, tiles
+        when the image is larger than the network's crops. `steps` respaced reverse steps (None: all T of training);
+        `samples` > 1 returns a list of that many samples."""
+        if isinstance(image, Image.Image): img = sr3data.to_rgb8(image)
+        elif isinstance(image, (str, os.PathLike)): img = sr3data.load_rgb(image)
+        else: raise TypeError(f"image must be a PIL image or a path, got {type(image).__name__}")
+        if steps is not None and not 1 <= steps <= self.config.n_timestep:
+            raise ValueError(f"steps must lie in 1..{self.config.n_timestep} (the training T), got {steps}")
+        sr = _super_resolve_image(self, TiledModel(self.model, self.image_size, overlap), img, steps=steps, sampler=sampler,
+                                  schedule=schedule, eta=eta, samples=samples, seed=seed, progress=progress)
+        images = [sr3data.to_pil(x) for x in sr]
+        return images[0] if samples == 1 else images
+
 def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str = 'ema',
              reference_config: TrainConfig | None = None) -> Run:
     """A `Run` from a run folder (EMA weights if present and `weights='ema'`, else the raw ones) or a reference `*_gen.pth`.
@@ -63,18 +87,28 @@ def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str 
     if path.is_file():
         cfg = reference_config or make_config('faces-16-128')
         try: model = load_janspiry(path, **cfg.unet_kwargs())
-        except Exception as e: raise ValueError(f"{path} is not a reference *_gen.pth checkpoint of this network: {e}") from None
+        except Exception as e:
+            raise ValueError(f"{path} is not a reference *_gen.pth checkpoint of this network: {' '.join(str(e).split()) or type(e).__name__}") from None
         return Run(cfg, model.to(device).eval(), get_method('sr3'), None, path)
-    if not (path / 'config.json').is_file():
-        raise ValueError(f"{path} is neither a run folder (no config.json) nor a checkpoint file")
-    cfg = TrainConfig.from_dict(json.loads((path / 'config.json').read_text()))
+    if not path.exists(): raise ValueError(f"{path} does not exist")
+    if not (path / CONFIG_FILE).is_file():
+        raise ValueError(f"{path} is neither a run folder (no {CONFIG_FILE}) nor a checkpoint file")
+    cfg = read_run_config(path)                  # strict: every setting present, or a one-line error naming the file
     method = get_method(cfg.method)
     file = path / 'ema.safetensors'
     if weights == 'model' or not file.is_file(): file = path / 'model.safetensors'
     if not file.is_file(): raise ValueError(f"{path} holds no weights yet (no model.safetensors)")
-    with safe_open(file, 'pt') as f: step = (f.metadata() or {}).get('sr3lit_step')
+    try:
+        with safe_open(file, 'pt') as f: step = (f.metadata() or {}).get('sr3lit_step')
+        state = safetensors_load(file.read_bytes())
+    except Exception as e:                       # SafetensorError and friends: truncated or not a safetensors file
+        raise CheckpointError(f"{file} cannot be read, it is truncated or corrupt ({' '.join(str(e).split())[:200]}); "
+                              f"the newest checkpoint's copy is in {path / 'checkpoints'}") from None
     with torch.device('meta'): model = UNet(**cfg.unet_kwargs())
-    model.load_state_dict(safetensors_load(file.read_bytes()), assign=True)
+    try: model.load_state_dict(state, assign=True)
+    except RuntimeError as e:
+        first = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e))
+        raise CheckpointError(f"{file} does not fit the network {path / CONFIG_FILE} describes ({first})") from None
     return Run(cfg, model.to(device).eval(), method, None if step is None else int(step), path)
 
 # %% ../nbs/14_inference.ipynb #e76e8d41
@@ -156,33 +190,98 @@ class TiledModel(nn.Module):
         return (out / weight)[..., :H, :W].to(x.dtype)
 
 # %% ../nbs/14_inference.ipynb #3036d486
-def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, steps: int | None = None,
-                       sampler: str = 'ddpm', schedule: str = 'respace', samples: int = 1, seed: int = 0,
-                       overlap: int | None = None, eta: float = 0.0, progress: bool = True) -> list[Path]:
-    "Super-resolve every image under `source` (a folder or a file) into `out_dir` as PNGs with the same names."
+def _super_resolve_image(run: Run, tiled: nn.Module, img: Image.Image, *, steps, sampler, schedule, eta, samples, seed,
+                         progress: bool = False) -> Tensor:
+    "`samples` super-resolutions (samples, 3, H*scale, W*scale) of one 8-bit RGB image, noise from `seed`."
+    device = next(run.model.parameters()).device
+    lr = sr3data.to_tensor(img)[None].to(device)                                  # (1, 3, h, w) in [-1, 1]
+    x_up = sr3data.upsample(lr, (lr.shape[-2] * run.scale, lr.shape[-1] * run.scale))
+    generator = torch.Generator(device).manual_seed(seed)
+    with torch.no_grad():
+        return run.method.predict(tiled, x_up, run.config, steps=steps, sampler=sampler, schedule=schedule,
+                                  n_samples=samples, generator=generator, eta=eta, progress=progress).cpu()
+
+def output_names(files: list[Path], source: Path) -> list[Path]:
+    """One PNG name per input, relative to the output folder: the input's relative path with `.png`.
+
+    Inputs that would share a name (`a.png` and `a.jpg`) keep their extension in it (`a_png.png`, `a_jpg.png`),
+    so that no output replaces another; names are compared ignoring case, as some file systems do."""
+    names = [(f.relative_to(source) if source.is_dir() else Path(f.name)).with_suffix('.png') for f in files]
+    count = Counter(n.as_posix().lower() for n in names)
+    names = [n.with_name(f'{n.stem}_{f.suffix[1:]}.png') if count[n.as_posix().lower()] > 1 else n for n, f in zip(names, files)]
+    seen = {}
+    for n, f in zip(names, files):
+        if (other := seen.setdefault(n.as_posix().lower(), f)) is not f:
+            raise ValueError(f"{other} and {f} would both be written as {n}; rename one of them")
+    return names
+
+@dataclass
+class SuperResolved:
+    "What `super_resolve_path` did: the inputs read, the PNGs written (in order), and the inputs skipped with the reason."
+    inputs: list[Path] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+def plan_outputs(source: str | Path, out_dir: str | Path, samples: int = 1, overwrite: bool = False,
+                 also: tuple[str, ...] = ()) -> list[tuple[Path, list[Path]]]:
+    """(input file, its output files) for every image under `source`, checked before anything is written.
+
+    Refused: an output folder that is the input folder or inside it (outputs would replace or mix with inputs); an
+    output that is an input file (even with `overwrite`); an existing output, or existing file of `also` in
+    `out_dir` (e.g. a summary the caller writes), unless `overwrite`."""
     source, out_dir = Path(source), Path(out_dir)
-    if source.is_file(): files, names = [source], [Path(source.stem + '.png')]
+    if samples < 1: raise ValueError(f"samples must be >= 1, got {samples}")
+    if source.is_file(): files = [source]
     elif source.is_dir():
         files = sr3data.list_images(source)
-        names = [f.relative_to(source).with_suffix('.png') for f in files]
+        if not files: raise ValueError(f"no images in {source}")
+        if out_dir.resolve() == source.resolve() or source.resolve() in out_dir.resolve().parents:
+            raise ValueError(f"the output folder {out_dir} is the input folder {source} or inside it: outputs would replace "
+                             "or mix with the inputs; choose another output folder")
     else: raise ValueError(f"input {source} does not exist")
-    if not files: raise ValueError(f"no images in {source}")
-    if samples < 1: raise ValueError(f"samples must be >= 1, got {samples}")
-    device = next(run.model.parameters()).device
+    names = output_names(files, source)
+    plan = [(f, [out_dir / (n if samples == 1 else n.with_name(f'{n.stem}_{k}.png')) for k in range(samples)])
+            for f, n in zip(files, names)]
+    inputs = {f.resolve() for f in files}
+    targets = [t for _, ts in plan for t in ts] + [out_dir / a for a in also]
+    clash = next((t for t in targets if t.resolve() in inputs), None)
+    if clash is not None: raise ValueError(f"output {clash} would replace the input file of the same name; choose another output folder")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ''
+        raise ValueError(f"{existing[0]} already exists{more}; pass --overwrite (overwrite=True) to replace, or choose another output folder")
+    return plan
+
+def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, steps: int | None = None,
+                       sampler: str = 'ddpm', schedule: str = 'respace', samples: int = 1, seed: int = 0,
+                       overlap: int | None = None, eta: float = 0.0, progress: bool = True, overwrite: bool = False,
+                       also: tuple[str, ...] = ()) -> SuperResolved:
+    """Super-resolve every image under `source` (a folder or a file) into `out_dir` as PNGs with the same names.
+
+    Checked before anything is written (see `plan_outputs`): no output replaces an input, or an existing file
+    unless `overwrite`. An unreadable input is skipped and reported in `.skipped`, as `sr3lit prepare` does;
+    if no input can be read, nothing is written and it is an error."""
+    plan = plan_outputs(source, out_dir, samples, overwrite, also)
+    result, readable = SuperResolved(), []
+    for file, targets in plan:                  # decode every input first: a bad file is found before any output
+        try: sr3data.load_rgb(file); readable.append((file, targets))
+        except sr3data.DataError as e:
+            result.skipped.append({'file': str(file), 'reason': 'unreadable', 'detail': str(e)})
+            logger.warning("skipped: %s", e)
+    if not readable:
+        raise ValueError(f"none of the {len(plan)} input image{'s' if len(plan) > 1 else ''} in {source} could be read "
+                         f"({result.skipped[0]['detail']})")
+    source = Path(source)
     tiled = TiledModel(run.model, run.image_size, overlap)
-    written = []
-    from tqdm import tqdm
-    for file, name in tqdm(list(zip(files, names)), desc='super-resolving', disable=not progress, unit='image'):
-        lr = sr3data.to_tensor(sr3data.load_rgb(file))[None].to(device)         # (1, 3, h, w)
-        x_up = sr3data.upsample(lr, (lr.shape[-2] * run.scale, lr.shape[-1] * run.scale))
-        generator = torch.Generator(device).manual_seed(derive_seed(seed, name.as_posix()))
-        with torch.no_grad():
-            sr = run.method.predict(tiled, x_up, run.config, steps=steps, sampler=sampler, schedule=schedule,
-                                    n_samples=samples, generator=generator, eta=eta)
-        for k in range(samples):
-            target = out_dir / (name if samples == 1 else name.with_name(f'{name.stem}_{k}.png'))
+    from tqdm.auto import tqdm
+    for file, targets in tqdm(readable, desc='super-resolving', disable=not progress, unit='image'):
+        key = (file.relative_to(source) if source.is_dir() else Path(file.name)).with_suffix('.png').as_posix()
+        sr = _super_resolve_image(run, tiled, sr3data.load_rgb(file), steps=steps, sampler=sampler, schedule=schedule,
+                                  eta=eta, samples=samples, seed=derive_seed(seed, key))
+        for image, target in zip(sr, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f'.{target.name}.tmp')
-            sr3data.to_pil(sr[k]).save(tmp, format='PNG'); os.replace(tmp, target)
-            written.append(target)
-    return written
+            sr3data.to_pil(image).save(tmp, format='PNG'); os.replace(tmp, target)
+            result.written.append(target)
+        result.inputs.append(file)
+    return result
