@@ -46,10 +46,32 @@ def _check_images(name: str, x) -> None:
     if x.ndim != 4: raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
     if not x.is_floating_point(): raise TypeError(f"{name} must be a float tensor in [-1, 1], got {x.dtype}")
 
+def _check_range(sr: torch.Tensor, hr: torch.Tensor, value_range: tuple[float, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sr` and `hr` mapped from `value_range` (default: [-1, 1]) to [-1, 1].
+
+    Values far outside the range (beyond half its width: [0, 255] images given as [-1, 1]) are an error. With the
+    default range, two images that both lie in [0, 1] get a warning: as [-1, 1] images they are read at half
+    contrast, which adds 6.02 dB to the PSNR; pass `value_range=(0, 1)`, or `(-1, 1)` explicitly to silence it."""
+    lo, hi = (-1.0, 1.0) if value_range is None else map(float, value_range)
+    if not hi > lo: raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+    slack = (hi - lo) / 2
+    for name, x in (('sr', sr), ('hr', hr)):
+        x_min, x_max = x.min().item(), x.max().item()
+        if x_min < lo - slack or x_max > hi + slack:
+            raise ValueError(f"{name} has values in [{x_min:.4g}, {x_max:.4g}], far outside the expected [{lo:g}, {hi:g}]; "
+                             f"pass value_range=(0, 255) or (0, 1) for images on those scales")
+    if value_range is None and min(sr.min().item(), hr.min().item()) >= 0 and max(sr.max().item(), hr.max().item()) <= 1:
+        import warnings
+        warnings.warn("sr and hr both lie in [0, 1], but the metrics read them as [-1, 1] images (half contrast: PSNR +6.02 dB); "
+                      "pass value_range=(0, 1) if they are [0, 1] images, or value_range=(-1, 1) to silence this", stacklevel=3)
+    if (lo, hi) == (-1.0, 1.0): return sr, hr
+    return tuple((x - lo) * (2 / (hi - lo)) - 1 for x in (sr, hr))
+
 def _prepare_pair(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, crop_border: int,
-                  quantize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                  quantize: bool, value_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "Validated float64 pixel tensors (B, C, H', W') of `sr` and `hr`, as the metrics see them."
     _check_images('sr', sr); _check_images('hr', hr)
+    sr, hr = _check_range(sr, hr, value_range)
     if sr.shape != hr.shape: raise ValueError(f"sr and hr must have the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
     if not isinstance(crop_border, int) or crop_border < 0:
         raise ValueError(f"crop_border must be a non-negative int, got {crop_border!r}")
@@ -62,11 +84,12 @@ def _prepare_pair(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, crop_bord
 
 # %% ../nbs/08_metrics.ipynb #5ffa36e1
 def psnr(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
-         quantize: bool = True) -> torch.Tensor:
+         quantize: bool = True, value_range: tuple[float, float] | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image of `sr` against `hr` (both (B, C, H, W) in [-1, 1]),
     on [0, 255] pixels (RGB, or BT.601 Y if `y_channel`), `crop_border` pixels cut from each side, rounded
-    to 8 bits first if `quantize`. Returns a float64 tensor (B,); identical images give inf."""
-    a, b = _prepare_pair(sr, hr, y_channel, crop_border, quantize)
+    to 8 bits first if `quantize`. Returns a float64 tensor (B,); identical images give inf. Images on another
+    scale need `value_range` (e.g. (0, 1)); far out of range is an error, both in [0, 1] a warning."""
+    a, b = _prepare_pair(sr, hr, y_channel, crop_border, quantize, value_range)
     ### BEGIN SOLUTION
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
     # MSE = 0 means a perfect reconstruction: PSNR is +inf by definition, said explicitly
@@ -192,17 +215,17 @@ def _ssim_map_pixels(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0
     return ((2 * mu_a * mu_b + c1) * (2 * cov_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
 def ssim_map(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
-             quantize: bool = True) -> torch.Tensor:
+             quantize: bool = True, value_range: tuple[float, float] | None = None) -> torch.Tensor:
     """The local SSIM of `sr` against `hr` (both (B, C, H, W) in [-1, 1]) at every position where the 11x11 window
     fits inside the (cropped) image: float64 (B, C or 1, H - 2*crop_border - 10, W - 2*crop_border - 10)."""
-    return _ssim_map_pixels(*_prepare_pair(sr, hr, y_channel, crop_border, quantize))
+    return _ssim_map_pixels(*_prepare_pair(sr, hr, y_channel, crop_border, quantize, value_range))
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
-         quantize: bool = True) -> torch.Tensor:
+         quantize: bool = True, value_range: tuple[float, float] | None = None) -> torch.Tensor:
     """Mean SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, L = 255) of each image:
     the SSIM map averaged over positions and, for RGB, over channels. Same options as `psnr`. Float64 (B,)."""
     # every channel's map has the same size, so the mean over (C, H, W) is the mean of the per-channel means
-    return ssim_map(sr, hr, y_channel, crop_border, quantize).mean(dim=(1, 2, 3))
+    return ssim_map(sr, hr, y_channel, crop_border, quantize, value_range).mean(dim=(1, 2, 3))
 
 # %% ../nbs/08_metrics.ipynb #63901ae2
 def consistency(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
