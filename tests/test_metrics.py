@@ -230,12 +230,10 @@ def test_unrecognised_inception_file(tmp_path):
     with pytest.raises(ValueError, match='neither'): load_inception(tmp_path / 'w.pth')
 
 
-def test_fid_inception_file_without_pytorch_fid_says_what_to_install(tmp_path):
-    try:
-        import pytorch_fid  # noqa: F401
-        pytest.skip('pytorch-fid is installed')
-    except ImportError:
-        pass
+def test_fid_inception_file_without_pytorch_fid_says_what_to_install(tmp_path, monkeypatch):
+    # the package's absence, simulated whether or not it is installed: a None entry in sys.modules makes the import fail
+    import sys
+    for name in ('pytorch_fid', 'pytorch_fid.inception'): monkeypatch.setitem(sys.modules, name, None)
     torch.save({'fc.weight': torch.zeros(1008, 1)}, tmp_path / INCEPTION_FID_WEIGHTS)
     with pytest.raises(ImportError, match='pip install pytorch-fid'): load_inception(tmp_path / INCEPTION_FID_WEIGHTS)
 
