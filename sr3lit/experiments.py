@@ -548,6 +548,13 @@ def reproduce_pretrained(preset: ExperimentPreset, out_dir, *, checkpoint=None, 
     if not checkpoint.is_file(): raise DataError(f"checkpoint {checkpoint} does not exist")
     if image is not None and not Path(image).is_file(): raise DataError(f"image {image} does not exist")
     sr3data.check_scale(preset.lr_size, preset.hr_size)
+    # read and check the checkpoint before anything is written: an empty, truncated or foreign file is one line
+    try: reference_state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise DataError(f"{checkpoint} cannot be read as a *_gen.pth checkpoint, it is empty, truncated or not a "
+                        f"PyTorch state dict ({type(e).__name__})") from None
+    try: model = load_janspiry(reference_state, **preset.unet)
+    except (ValueError, TypeError, RuntimeError) as e: raise DataError(f"cannot load {checkpoint}: {' '.join(str(e).split())}") from None
     source = sr3data.load_rgb(image) if image is not None else default_face()
     lr, hr, up = sr3data.make_lr_hr(source, preset.lr_size, preset.hr_size)
     marked_lr, box = paint_mark(lr, preset.mark)
@@ -562,9 +569,7 @@ def reproduce_pretrained(preset: ExperimentPreset, out_dir, *, checkpoint=None, 
 
     def compute():
         dev = training.resolve_device(device)
-        log(f"loading {checkpoint} ...")
-        try: model = load_janspiry(checkpoint, **preset.unet).to(dev)
-        except (ValueError, TypeError, RuntimeError) as e: raise DataError(f"cannot load {checkpoint}: {e}") from None
+        model.to(dev)
         chain = sampling_schedule(schedule, n_steps, 'respace')
         x_up = torch.stack([tensors['bicubic'], tensors['bicubic_marked']]).to(dev)            # (2, 3, H, W)
         y = initial_noise(sample_names, x_up.shape[1:], preset.seed)                           # (K, 3, H, W)
