@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import os
 import re
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .images import embedded_photo
 
@@ -172,8 +173,13 @@ def list_images(folder) -> list[Path]:
     return sorted(found)
 
 # %% ../nbs/06_data.ipynb #7db0a2b4
+_logger = logging.getLogger(__name__)    # the package's messages: the CLI shows them on stderr
+
 class ImageFolderSR(Dataset):
-    "LR/HR/SR examples made on the fly from a folder of images (recursively)."
+    """LR/HR/SR examples made on the fly from a folder of images (recursively).
+
+    Every image is decoded once here: an unreadable one (corrupt, truncated) is skipped and reported, as
+    `prepare_folder` does, instead of stopping a training run when its turn comes."""
     def __init__(self, root, lr_size: int = 16, hr_size: int = 128, split: str = 'train', crop: str = 'resize',
                  flip: bool | None = None, allow_upscale: bool = False):
         check_scale(lr_size, hr_size)
@@ -184,8 +190,8 @@ class ImageFolderSR(Dataset):
         candidates = list_images(self.root)
         for p in candidates:
             try:
-                with Image.open(p) as im: w, h = im.size       # the header only: cheap
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                with Image.open(p) as im: w, h = im.size; im.load()     # decoded: a truncated file fails now, not mid-run
+            except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
                 self.skipped.setdefault('unreadable', []).append(str(p)); continue
             if min(w, h) < hr_size and not (allow_upscale and crop == 'resize'):
                 self.skipped.setdefault(f'smaller than {hr_size} px', []).append(str(p)); continue
@@ -193,6 +199,10 @@ class ImageFolderSR(Dataset):
         if not self.paths:
             why = ', '.join(f"{len(v)} {k}" for k, v in self.skipped.items()) or 'no image files'
             raise DataError(f"no usable images in {self.root} ({why})")
+        if self.skipped:
+            _logger.warning("%s: using %d images, skipped %s", self.root, len(self.paths),
+                           '; '.join(f"{len(v)} {k} ({', '.join(Path(f).name for f in v[:3])}{', ...' if len(v) > 3 else ''})"
+                                     for k, v in self.skipped.items()))
 
     def __len__(self): return len(self.paths)
 
@@ -361,17 +371,40 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise DataError(f"output folder {out} already exists; pass --overwrite (overwrite=True) to replace it")
 
+def _process_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True          # someone else's process
+    return True
+
+def remove_stale_partials(out) -> list[Path]:
+    """Remove the `.NAME.partial-PID-*` and `.NAME.old-PID-*` folders next to `out` that a killed run left (their
+    process is gone; folders of a run still going are kept); the folders removed."""
+    out, removed = Path(out), []
+    if not out.parent.is_dir(): return removed
+    for kind in ('partial', 'old'):
+        prefix = f'.{out.name}.{kind}-'
+        for p in out.parent.iterdir():
+            if not (p.name.startswith(prefix) and p.is_dir()): continue
+            pid = p.name[len(prefix):].split('-')[0]
+            if pid.isdigit() and _process_alive(int(pid)): continue
+            shutil.rmtree(p, ignore_errors=True); removed.append(p)
+    if removed: _logger.info("removed %d unfinished folder%s left by an interrupted run: %s", len(removed),
+                            's' if len(removed) > 1 else '', ', '.join(p.name for p in removed))
+    return removed
+
 @contextmanager
 def atomic_directory(out, overwrite: bool = False) -> Iterator[Path]:
     "Yield a temporary folder that becomes `out` only when the block succeeds; removed on any error."
     out = Path(out)
     check_output_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.partial-', dir=out.parent))
+    remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.partial-{os.getpid()}-', dir=out.parent))
     try:
         yield tmp
         if out.exists() and (out.is_file() or any(out.iterdir())):      # only reached with overwrite=True
-            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-', dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-{os.getpid()}-', dir=out.parent))
             os.replace(out, old / 'x')                   # move the old version aside, then swap the new one in
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -391,10 +424,17 @@ def _layout(lr_size: int, hr_size: int) -> dict:
     return {'HR': f'hr_{hr_size}', 'LR': f'lr_{lr_size}', 'x_up': f'sr_{lr_size}_{hr_size}'}
 
 def unique_names(paths: Sequence[Path], base: Path) -> list[str]:
-    "Output names like the reference (`stem.zfill(5)`), made unique with the relative folder when stems repeat."
+    """Output names like the reference (`stem.zfill(5)`), made unique with the relative folder when stems repeat,
+    and with the extension when that is not enough (`a.png` and `a.jpg` in one folder: `a_png`, `a_jpg`)."""
     stems = [p.stem.zfill(5) for p in paths]
     if len(set(stems)) == len(stems): return stems
-    return ['__'.join(p.relative_to(base).with_suffix('').parts) for p in paths]
+    names = ['__'.join(p.relative_to(base).with_suffix('').parts) for p in paths]
+    count = {}
+    for n in names: count[n.lower()] = count.get(n.lower(), 0) + 1          # lower: case-insensitive file systems
+    names = [f'{n}_{p.suffix[1:]}' if count[n.lower()] > 1 else n for n, p in zip(names, paths)]
+    if len({n.lower() for n in names}) != len(names):
+        raise DataError(f"input names under {base} collide even with their folders and extensions; rename some files")
+    return names
 
 def write_pairs(items, out: Path, lr_size: int, hr_size: int, lr_from: str = 'hr', allow_upscale: bool = False,
                  progress: bool = False, desc: str = 'prepare') -> dict:
