@@ -28,10 +28,10 @@ from .schedules import NoiseSchedule
 from .training import Method, derive_seed, get_method, resolve_device, train
 from .unet import UNet, load_janspiry
 
-logger = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'DEMO_RUNS_ENV', 'Run', 'load_run', 'demo_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'output_names',
+__all__ = ['DEMO_RUNS_ENV', 'Run', 'load_run', 'demo_run', 'blend_ramp', 'tile_starts', 'TiledModel', 'output_names',
            'SuperResolved', 'plan_outputs', 'super_resolve_path']
 
 # %% ../nbs/14_inference.ipynb #c8156fc0
@@ -267,7 +267,7 @@ def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, ste
         try: sr3data.load_rgb(file); readable.append((file, targets))
         except sr3data.DataError as e:
             result.skipped.append({'file': str(file), 'reason': 'unreadable', 'detail': str(e)})
-            logger.warning("skipped: %s", e)
+            _logger.warning("skipped: %s", e)
     if not readable:
         raise ValueError(f"none of the {len(plan)} input image{'s' if len(plan) > 1 else ''} in {source} could be read "
                          f"({result.skipped[0]['detail']})")
