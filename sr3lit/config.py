@@ -16,7 +16,8 @@ from .loss import NOISE_LEVEL_METHODS
 from .unet import NEW_MODEL_CONDITIONING, NEW_MODEL_OUTPUT
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'parse_value', 'split_settings', 'parse_settings', 'TrainConfig', 'make_config']
+__all__ = ['LR_SCHEDULES', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings', 'TrainConfig',
+           'make_config', 'config_from_reference_json']
 
 # %% ../nbs/10_config.ipynb #063f40a9
 _BOOL_WORDS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
@@ -237,3 +238,92 @@ def make_config(preset: str = 'tiny', config_file: str | Path | None = None, ove
         if not isinstance(values, dict): raise ValueError(f"config file {config_file} must hold a JSON object")
         cfg = cfg._replace(values)
     return cfg._replace(overrides)
+
+# %% ../nbs/10_config.ipynb #e9c2aa49
+# settings added after runs existed: the value that reproduces a run made before the setting was there. A run's
+# config.json that lacks one of these is read with this value (chapter 11's read_run_config); any other missing
+# setting is an error. Add an entry here with every new setting that changes what a run computes.
+ADDED_SETTINGS: dict[str, Any] = {
+    'residual': False,            # before: the network predicted y0 itself
+    'residual_scale': 4.0,        # unused when residual is False
+    'lr_schedule': 'constant',    # before: constant after the warm-up
+}
+
+# the reference's JSON (config/sr_sr3_*.json of github.com/Janspiry/Image-Super-Resolution-via-Iterative-Refinement):
+# where each of its settings goes in a TrainConfig
+_REFERENCE_KEYS = {
+    'model.unet.in_channel': 'in_channel', 'model.unet.out_channel': 'out_channel',
+    'model.unet.inner_channel': 'inner_channel', 'model.unet.norm_groups': 'norm_groups',
+    'model.unet.channel_multiplier': 'channel_mults', 'model.unet.attn_res': 'attn_res',
+    'model.unet.res_blocks': 'res_blocks', 'model.unet.dropout': 'dropout',
+    'model.beta_schedule.train.schedule': 'beta_schedule', 'model.beta_schedule.train.n_timestep': 'n_timestep',
+    'model.beta_schedule.train.linear_start': 'linear_start', 'model.beta_schedule.train.linear_end': 'linear_end',
+    'model.diffusion.image_size': 'hr_size', 'datasets.train.l_resolution': 'lr_size',
+    'datasets.train.r_resolution': 'hr_size', 'datasets.train.batch_size': 'batch_size',
+    'datasets.train.num_workers': 'num_workers', 'datasets.train.dataroot': 'data_dir',
+    'datasets.val.data_len': 'n_val', 'train.n_iter': 'max_steps', 'train.val_freq': 'val_every',
+    'train.save_checkpoint_freq': 'checkpoint_every', 'train.print_freq': 'log_every',
+    'train.optimizer.type': 'optimizer', 'train.optimizer.lr': 'lr',
+    'train.ema_scheduler.step_start_ema': 'ema_start', 'train.ema_scheduler.update_ema_every': 'ema_every',
+    'train.ema_scheduler.ema_decay': 'ema_decay',
+}
+# settings that must have these values, because sr3lit has only that behaviour
+_REFERENCE_FIXED = {'model.which_model_G': ('sr3',), 'model.finetune_norm': (False,), 'model.diffusion.conditional': (True,),
+                    'model.diffusion.channels': (3,), 'datasets.train.data_len': (-1,), 'datasets.train.use_shuffle': (True,)}
+# bookkeeping of the reference's own runs (names, log folders, GPUs, the resume file, validation file names): no effect on
+# what is trained; datasets.*.name are handled below, the val schedule is checked against the train one
+_REFERENCE_IGNORED = ('name', 'phase', 'gpu_ids', 'distributed', 'path', 'wandb', 'datasets.train.mode', 'datasets.val.mode',
+                      'datasets.val.dataroot', 'datasets.val.l_resolution', 'datasets.val.r_resolution',
+                      'datasets.train.name', 'datasets.val.name', 'model.beta_schedule.val')
+
+def _flatten(obj: Mapping, prefix: str = '') -> dict[str, Any]:
+    out = {}
+    for k, v in obj.items():
+        key = f'{prefix}{k}'
+        if isinstance(v, Mapping) and v and key not in _REFERENCE_IGNORED: out.update(_flatten(v, key + '.'))
+        else: out[key] = v
+    return out
+
+def config_from_reference_json(path: str | Path, base: str = 'faces-16-128') -> TrainConfig:
+    """A `TrainConfig` from the reference implementation's JSON config (`sr_sr3_16_128.json`, the `-c` of its `sr.py`).
+
+    Starts from preset `base` (the reference's behaviour: L1 loss, sqrt(gamma) drawn uniformly, additive noise
+    embedding, no warm-up, clipping or residual) and maps each setting of the file to its field
+    (`channel_multiplier` -> `channel_mults`, `n_iter` -> `max_steps`, ...). `//` comments are removed as the
+    reference's parser does. A setting with no sr3lit equivalent is a `ValueError` naming it; the reference's
+    bookkeeping (`name`, `gpu_ids`, `path`, ...) is ignored."""
+    path = Path(path)
+    try: text = path.read_text()
+    except OSError as e: raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    try: raw = json.loads(''.join(line.split('//')[0] + '\n' for line in text.splitlines()))
+    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON (after removing // comments): {e}") from None
+    if not isinstance(raw, dict): raise ValueError(f"{path} must hold a JSON object")
+    flat = _flatten(raw)
+    values, problems = {}, []
+    for key, value in flat.items():
+        if key in _REFERENCE_IGNORED or any(key.startswith(p + '.') for p in _REFERENCE_IGNORED): continue
+        if key in _REFERENCE_FIXED:
+            if value not in _REFERENCE_FIXED[key]: problems.append(f"{key}={value!r} (sr3lit supports only {_REFERENCE_FIXED[key][0]!r})")
+            continue
+        if key not in _REFERENCE_KEYS: problems.append(f"{key} (no sr3lit equivalent)"); continue
+        field = _REFERENCE_KEYS[key]
+        if field == 'hr_size' and field in values and values[field] != value:
+            problems.append(f"{key}={value} differs from the other image size {values[field]}"); continue
+        if field == 'n_val' and value is not None and value < 1: continue          # -1: all validation images
+        if field == 'optimizer': value = str(value).lower()
+        values[field] = value
+    train_schedule, val_schedule = (raw.get('model', {}).get('beta_schedule', {}).get(s) for s in ('train', 'val'))
+    if val_schedule is not None and val_schedule != train_schedule:
+        problems.append("model.beta_schedule.val differs from .train (sr3lit samples with the training schedule, respaced "
+                        "to --steps)")
+    if problems: raise ValueError(f"{path}: cannot be read as a TrainConfig: {'; '.join(problems)}")
+    names = {k: str(flat.get(f'datasets.{k}.name', '')).lower().replace('-', '') for k in ('train', 'val')}
+    known = {'ffhq': 'ffhq', 'celebahq': 'celebahq', 'div2k': 'div2k', 'afhqdog': 'afhq-dog'}
+    values['dataset'] = known.get(names['train'], 'folder')
+    if names['val'] in known: values['val_dataset'] = known[names['val']]
+    if isinstance(raw.get('path'), Mapping) and raw['path'].get('resume_state'):
+        import warnings
+        warnings.warn(f"{path}: path.resume_state is ignored: sr3lit trains from scratch or continues its own run folder "
+                      "(sample from a reference checkpoint with `sr3lit sample --model FILE_gen.pth`)", stacklevel=2)
+    try: return make_config(base, overrides=values)
+    except ValueError as e: raise ValueError(f"{path}: {e}") from None
