@@ -31,8 +31,8 @@ from .images import embedded_photo
 __all__ = ['IMAGE_EXTENSIONS', 'EMBEDDED_SPLITS', 'DataError', 'check_scale', 'to_rgb8', 'one_line', 'load_rgb',
            'resize_center_crop', 'make_lr_hr', 'upsample', 'downsample', 'to_tensor', 'to_pil', 'list_images',
            'ImageFolderSR', 'PreparedSR', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset', 'RandomCrops',
-           'check_output_folder', 'atomic_directory', 'write_json', 'unique_names', 'write_pairs', 'make_manifest',
-           'prepare_folder', 'write_embedded']
+           'check_output_folder', 'remove_stale_partials', 'atomic_directory', 'write_json', 'unique_names',
+           'write_pairs', 'make_manifest', 'prepare_folder', 'write_embedded']
 
 # %% ../nbs/06_data.ipynb #ea47e24f
 class DataError(ValueError):
