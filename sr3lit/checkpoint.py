@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load as safetensors_load, save as safetensors_save
 from torch import Tensor, nn
 
-from .config import TrainConfig
+from .config import ADDED_SETTINGS, TrainConfig
 
 # %% auto #0
 __all__ = ['CHECKPOINT_DIR', 'STATE_FILE', 'CONFIG_FILE', 'atomic_write_bytes', 'capture_rng_states', 'restore_rng_states',
@@ -89,7 +89,9 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     except (OSError, ValueError) as e:                       # ValueError: bad JSON, bad UTF-8
         raise CheckpointError(f"{path} is not valid JSON ({' '.join(str(e).split())})") from None
     if not isinstance(values, dict): raise CheckpointError(f"{path} must hold a JSON object, not {type(values).__name__}")
-    # a missing key would silently take today's default, which need not be what the run was trained with
+    # a missing key would silently take today's default, which need not be what the run was trained with; settings
+    # added later take the value that reproduces older runs (chapter 10's ADDED_SETTINGS)
+    values = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in values}, **values}
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in values]
     if missing: raise CheckpointError(f"{path} lacks the setting{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
                                       "a run's config must record every setting it was trained with")

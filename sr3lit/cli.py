@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from . import __version__
 from . import data
 from . import download
-from .config import PRESETS, TrainConfig, make_config, split_settings
+from .config import PRESETS, TrainConfig, config_from_reference_json, make_config, split_settings
 from .checkpoint import atomic_write_bytes, read_run_config
 from . import training      # training.train: the tests replace it to simulate a failing run
 from . import inference
@@ -198,7 +198,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--data', type=Path, metavar='DIR', help='prepared data root or folder, or a folder of images')
     p.add_argument('--seed', type=int, metavar='S')
     p.add_argument('--device', metavar='DEV', help='auto, cpu, cuda or cuda:N')
-    p.add_argument('--config', type=Path, metavar='FILE', help='a JSON object of settings')
+    p.add_argument('--config', '-c', type=Path, metavar='FILE', help='a JSON object of settings (or, with --config-format reference, a reference config)')
+    p.add_argument('--config-format', choices=('sr3lit', 'reference'), default='sr3lit',
+                   help="'reference': FILE is the reference implementation's JSON (e.g. sr_sr3_16_128.json), read by config_from_reference_json")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any config setting; repeatable')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--print-config', action='store_true', help='print the resolved configuration and exit')
@@ -207,7 +209,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     "The configuration `sr3lit train` uses for these arguments."
     saved = Path(args.out) / 'config.json'
     base = read_run_config(args.out) if args.preset is None and saved.is_file() else None     # strict, names the file
-    cfg = make_config(args.preset or 'tiny', args.config, args.set, base=base)
+    if args.config_format == 'reference':
+        if args.config is None: raise ValueError("--config-format reference needs --config FILE (-c FILE)")
+        if args.preset is not None: raise ValueError("--config-format reference sets the whole configuration; leave out --preset")
+        base = config_from_reference_json(args.config)
+        cfg = make_config(base=base, overrides=args.set)
+    else: cfg = make_config(args.preset or 'tiny', args.config, args.set, base=base)
     explicit = {'method': args.method, 'max_steps': args.max_steps, 'checkpoint_every': args.checkpoint_every,
                 'batch_size': args.batch_size, 'seed': args.seed, 'device': args.device}
     values = {k: v for k, v in explicit.items() if v is not None}
