@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .data import (DataError, atomic_directory, check_output_folder, check_scale, list_images, make_manifest, one_line,
                          unique_names, write_json, write_pairs)

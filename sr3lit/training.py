@@ -11,6 +11,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -42,7 +43,7 @@ from .sampling import sample, sampling_schedule
 # TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
 from .config import PRESETS, TrainConfig, make_config
 from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
-                               load_checkpoint, save_checkpoint)
+                               load_checkpoint, read_run_config, save_checkpoint)
 from .regression import RegressionObjective, Target, regression_configure, regression_method_predict, target_of
 
 # %% auto #0
@@ -50,8 +51,8 @@ __all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHO
            'StepSampler', 'StepSeededDataset', 'SampleRNG', 'DiffusionObjective', 'learning_rate', 'EMA', 'DistContext',
            'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError',
            'TrainResult', 'check_compatible', 'make_optimizer', 'TrainingSession', 'start_session', 'step_loader',
-           'optimisation_step', 'TrainingLog', 'validation_batch', 'validate', 'save_session', 'fit', 'Method',
-           'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
+           'optimisation_step', 'tensorboard_writer', 'TrainingLog', 'validation_batch', 'validate', 'save_session',
+           'fit', 'Method', 'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -315,8 +316,7 @@ def check_compatible(run_dir: str | Path, cfg: TrainConfig) -> TrainConfig | Non
     "The config stored in `run_dir` (None if there is none); ValueError if it differs from `cfg` beyond runtime keys."
     path = Path(run_dir) / 'config.json'
     if not path.is_file(): return None
-    try: saved = TrainConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, json.JSONDecodeError) as e: raise ValueError(f"{path} is not a valid sr3lit config: {e}") from None
+    saved = read_run_config(run_dir)          # strict: a missing setting, bad JSON or value is one line naming the file
     new, old = cfg.to_dict(), saved.to_dict()
     diff = [k for k in new if k not in RUNTIME_KEYS and new[k] != old[k]]
     if diff:
@@ -373,6 +373,7 @@ class TrainingSession:
     elapsed_before: float = 0.0       # seconds spent by earlier sessions of the run
     last_saved: int | None = None     # the step of the newest checkpoint on disk
     last_loss: float | None = None
+    log_interval: dict | None = None  # the metrics.csv row in progress (sums over its steps so far): saved with a checkpoint
     t_start: float = field(default_factory=time.perf_counter)
     last_plot: float = field(default_factory=time.perf_counter)
 
@@ -394,12 +395,13 @@ def start_session(model: nn.Module, cfg: TrainConfig, run_dir: Path, ctx: DistCo
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     ema = EMA(model, cfg.ema_decay, cfg.ema_start, cfg.ema_every) if cfg.ema_decay > 0 else None
-    step, elapsed_before, resumed_from = 0, 0.0, None
+    step, elapsed_before, resumed_from, log_interval = 0, 0.0, None, None
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, ema)
         step, resumed_from = state['step'], state['step']
         elapsed_before = float(state['extra'].get('elapsed_s', 0.0))
+        log_interval = state['extra'].get('log_interval')
     train_model = model
     if ctx.world_size > 1:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -407,7 +409,7 @@ def start_session(model: nn.Module, cfg: TrainConfig, run_dir: Path, ctx: DistCo
     use_amp = cfg.amp == 'bf16' or (cfg.amp == 'auto' and device.type == 'cuda')
     if device.type == 'cuda': torch.backends.cudnn.benchmark = True     # fixed input sizes: let cuDNN pick its kernels
     return TrainingSession(model, train_model, optimizer, ema, device, use_amp, step, resumed_from, elapsed_before,
-                           last_saved=step if checkpoint is not None else None)
+                           last_saved=step if checkpoint is not None else None, log_interval=log_interval)
 
 def step_loader(train_data: Dataset, cfg: TrainConfig, ctx: DistContext, start: int) -> DataLoader:
     "The batches of steps start..max_steps-1 for this process, each a function of (seed, step)."
@@ -448,13 +450,26 @@ def optimisation_step(s: TrainingSession, objective: Objective, batch: dict, cfg
     s.step, s.last_loss = step + 1, loss_value
     return loss_value, norm_value, lr, bool(stop_flag)
 
+_logger = logging.getLogger(__name__)
+
+def tensorboard_writer(run_dir: Path):
+    "A TensorBoard `SummaryWriter` into `run_dir/tensorboard` when the `tensorboard` package is installed, else None."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: return None
+    return SummaryWriter(str(Path(run_dir) / 'tensorboard'))
+
 class TrainingLog:
-    "Rank 0's record of a session: `metrics.csv` every `log_every` steps, `val_metrics.csv`, a progress bar (or plain lines in a log file)."
+    """Rank 0's record of a session: `metrics.csv` every `log_every` steps, `val_metrics.csv`, a progress bar (or
+    plain lines through the `sr3lit` logger in a log file), and the same curves in TensorBoard when it is installed.
+
+    A row averages the `log_every` steps before it, also across a resume: the sums of a row in progress are saved
+    with each checkpoint (`TrainingSession.log_interval`) and taken up again."""
     def __init__(self, run_dir: Path, cfg: TrainConfig, s: TrainingSession):
-        self.cfg = cfg
+        self.cfg, self.s = cfg, s
+        self.tensorboard = tensorboard_writer(run_dir)
         self.metrics = CSVLog(run_dir / 'metrics.csv', METRICS_COLUMNS, keep_until=s.resumed_from)
         self.val = CSVLog(run_dir / 'val_metrics.csv', VAL_COLUMNS, keep_until=s.resumed_from)
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
         # a bar on a terminal; in a log file (a cluster job) one plain line per metrics row instead
         self.lines = cfg.progress and not sys.stderr.isatty()
         self.bar = tqdm(total=cfg.max_steps, initial=s.step, disable=not cfg.progress or self.lines,
@@ -462,20 +477,28 @@ class TrainingLog:
         self._start_interval(time.perf_counter())
 
     def _start_interval(self, now: float) -> None:
-        self.loss_sum, self.norm_sum, self.steps, self.t, self.paused_s = 0.0, 0.0, 0, now, 0.0
+        carried = self.s.log_interval or {}            # a row begun before a resume
+        self.loss_sum, self.norm_sum, self.steps = carried.get('loss_sum', 0.0), carried.get('norm_sum', 0.0), carried.get('steps', 0)
+        self.timed_steps, self.t, self.paused_s = 0, now, 0.0          # throughput: this session's steps only
+        self.s.log_interval = None
 
     def step(self, done: int, loss: float, grad_norm: float, lr: float, elapsed: float) -> None:
         "Account for step `done`; write a row when it ends an interval of `log_every` steps (or the run)."
-        self.loss_sum += loss; self.norm_sum += grad_norm; self.steps += 1
+        self.loss_sum += loss; self.norm_sum += grad_norm; self.steps += 1; self.timed_steps += 1
         self.bar.update(1)
-        if done % self.cfg.log_every and done != self.cfg.max_steps: return
+        if done % self.cfg.log_every and done != self.cfg.max_steps:
+            self.s.log_interval = dict(loss_sum=self.loss_sum, norm_sum=self.norm_sum, steps=self.steps)
+            return
         now, n = time.perf_counter(), self.steps
         # throughput of training alone: time spent on checkpoints and validation is left out
-        speed = n * self.cfg.batch_size / max(now - self.t - self.paused_s, 1e-9)
+        speed = self.timed_steps * self.cfg.batch_size / max(now - self.t - self.paused_s, 1e-9)
         self.metrics.write(step=done, loss=self.loss_sum / n, lr=lr, images_per_s=speed, grad_norm=self.norm_sum / n, elapsed_s=elapsed)
         self.bar.set_postfix(loss=f"{self.loss_sum / n:.4f}", img_s=f'{speed:.1f}', refresh=False)
-        if self.lines: print(f"step {done}/{self.cfg.max_steps} loss {self.loss_sum / n:.4f} lr {lr:.3g} "
-                             f"{speed:.1f} images/s grad norm {self.norm_sum / n:.3g}", flush=True)
+        if self.tensorboard is not None:
+            for name, value in (('loss', self.loss_sum / n), ('lr', lr), ('grad_norm', self.norm_sum / n), ('images_per_s', speed)):
+                self.tensorboard.add_scalar(f'train/{name}', value, done)
+        if self.lines: _logger.info("step %d/%d loss %.4f lr %.3g %.1f images/s grad norm %.3g", done, self.cfg.max_steps,
+                                    self.loss_sum / n, lr, speed, self.norm_sum / n)
         self._start_interval(now)
 
     @contextlib.contextmanager
@@ -487,6 +510,7 @@ class TrainingLog:
 
     def close(self) -> None:
         self.bar.close(); self.metrics.close(); self.val.close()
+        if self.tensorboard is not None: self.tensorboard.close()
 
 def validation_batch(val_data: Dataset | None, predict: Callable | None, cfg: TrainConfig, ctx: DistContext) -> dict | None:
     "The `n_val` validation items, stacked on the device (rank 0, when validation is on); else None."
@@ -510,7 +534,7 @@ def save_session(s: TrainingSession, cfg: TrainConfig, run_dir: Path, ctx: DistC
     "Checkpoint step `s.step` (rank 0; once per step), redraw the curves at most every 5 minutes, and wait for every process."
     if ctx.is_main and s.last_saved != s.step:
         save_checkpoint(run_dir, s.step, s.model, s.optimizer, s.ema, keep=cfg.keep_checkpoints,
-                        extra=dict(elapsed_s=s.elapsed(), world_size=ctx.world_size, loss=s.last_loss,
+                        extra=dict(elapsed_s=s.elapsed(), world_size=ctx.world_size, loss=s.last_loss, log_interval=s.log_interval,
                                    # the data order is a function of these: the sampler holds no other state
                                    data_order=dict(seed=cfg.seed, next_step=s.step, batch_size=cfg.batch_size)))
         if time.perf_counter() - s.last_plot > 300:          # drawing takes ~1 s
