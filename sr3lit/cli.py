@@ -271,8 +271,8 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 def sample_command(args: argparse.Namespace) -> int:
     "Run `sr3lit sample` (see `--help`); the exit status."
     if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before loading
     run = inference.load_run(args.model, args.device, args.weights)
+    inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before sampling
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
     t0 = time.perf_counter()

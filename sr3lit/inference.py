@@ -267,10 +267,10 @@ def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, ste
         try: sr3data.load_rgb(file); readable.append((file, targets))
         except sr3data.DataError as e:
             result.skipped.append({'file': str(file), 'reason': 'unreadable', 'detail': str(e)})
-            _logger.warning("skipped: %s", e)
     if not readable:
         raise ValueError(f"none of the {len(plan)} input image{'s' if len(plan) > 1 else ''} in {source} could be read "
                          f"({result.skipped[0]['detail']})")
+    for s in result.skipped: _logger.warning("skipped: %s", s['detail'])
     source = Path(source)
     tiled = TiledModel(run.model, run.image_size, overlap)
     from tqdm.auto import tqdm
