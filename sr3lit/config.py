@@ -13,11 +13,11 @@ from typing import Any, Mapping, Sequence
 
 from .schedules import NoiseSchedule
 from .loss import NOISE_LEVEL_METHODS
-from .unet import NEW_MODEL_CONDITIONING, NEW_MODEL_OUTPUT
+from .unet import UNET_PRESETS
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings', 'TrainConfig',
-           'make_config', 'config_from_reference_json']
+__all__ = ['LR_SCHEDULES', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings', 'network_settings',
+           'TrainConfig', 'make_config', 'config_from_reference_json']
 
 # %% ../nbs/10_config.ipynb #063f40a9
 _BOOL_WORDS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
@@ -89,12 +89,18 @@ def parse_settings(values: Mapping[str, Any] | Sequence[str], current: Mapping[s
 # %% ../nbs/10_config.ipynb #912d2acb
 LR_SCHEDULES = ('constant', 'cosine')
 
+def network_settings(preset: str) -> dict:
+    "The TrainConfig fields of chapter 05's U-Net preset `preset` (its image size is the config's `hr_size`)."
+    return {k: v for k, v in UNET_PRESETS[preset].items() if k != 'image_size'}
+
+_TINY = network_settings('tiny')          # TrainConfig's defaults are the 'tiny' network
+
 @dataclass
 class TrainConfig:
     "Every setting of a training run (defaults: the `tiny` preset). `PRESETS` holds the named variants."
     # --- what is learned
     method: str = 'sr3'               # 'sr3' (Algorithm 1) or 'regression' (chapter 12's one-step baseline)
-    loss_p: int = 1                   # p of the loss ||.||_p^p: 1 (the report's L1) or 2 (squared error)
+    loss_p: int = 2                   # p of the loss ||.||_p^p: 1 (the report's L1) or 2 (squared error: the posterior mean, chapter 08)
     residual: bool = True             # learn residual_scale*(y0 - x_up), what bicubic misses (chapter 12); False: y0 itself (the report)
     residual_scale: float = 4.0       # about 1/std of y0 - x_up on photographs at 4x, so the residual has the images' spread
     # --- data (sr3lit.data)
@@ -104,21 +110,25 @@ class TrainConfig:
     lr_size: int = 8                  # low-resolution side
     hr_size: int = 32                 # high-resolution side = the U-Net's image_size
     hflip: bool = True                # random horizontal flips, as in the reference implementation
+    random_crops: bool = True         # embedded data: crops drawn per step from the training photographs (chapter 06's RandomCrops)
+    rotate: bool = True               # ... turned by multiples of 90 degrees
+    permute_channels: bool = True     # ... with their colour channels in a random order
+    flat_fraction: float = 0.02       # ... and this fraction of flat patches of a random colour
     num_workers: int = 0              # DataLoader processes; 0 loads in the training process
-    # --- network (sr3lit.unet.UNet)
-    in_channel: int = 6               # cat([upsampled LR, y_t]): 3 + 3
-    out_channel: int = 3
-    inner_channel: int = 32
-    norm_groups: int = 16
-    channel_mults: tuple = (1, 2, 2, 4)
-    attn_res: tuple = (8,)
-    res_blocks: int = 1
-    dropout: float = 0.0
+    # --- network (sr3lit.unet.UNet): chapter 05's 'tiny' preset, field by field
+    in_channel: int = _TINY['in_channel']             # cat([upsampled LR, y_t]): 3 + 3
+    out_channel: int = _TINY['out_channel']
+    inner_channel: int = _TINY['inner_channel']
+    norm_groups: int = _TINY['norm_groups']
+    channel_mults: tuple = _TINY['channel_mults']
+    attn_res: tuple = _TINY['attn_res']
+    res_blocks: int = _TINY['res_blocks']
+    dropout: float = _TINY['dropout']
     # conditioning and output of new models as chapter 05 chose them (the reference: additive, scale 1, no preconditioning)
-    use_affine_level: bool = NEW_MODEL_CONDITIONING['use_affine_level']   # FiLM by the noise level, or an additive shift
-    noise_scale: float = NEW_MODEL_CONDITIONING['noise_scale']     # sqrt(gamma) times this goes into the sinusoidal embedding
-    precondition: bool = NEW_MODEL_OUTPUT['precondition']          # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9)
-    sigma_data: float = NEW_MODEL_OUTPUT['sigma_data']             # the data's standard deviation assumed by the preconditioning
+    use_affine_level: bool = _TINY['use_affine_level']   # FiLM by the noise level, or an additive shift
+    noise_scale: float = _TINY['noise_scale']           # sqrt(gamma) times this goes into the sinusoidal embedding
+    precondition: bool = _TINY['precondition']          # eps_hat = c_skip*y_t + c_out*F (chapter 05, section 9)
+    sigma_data: float = _TINY['sigma_data']             # the data's standard deviation assumed by the preconditioning
     # --- noise schedule for training (sr3lit.schedules)
     beta_schedule: str = 'linear'
     n_timestep: int = 2000
@@ -127,18 +137,18 @@ class TrainConfig:
     noise_level_method: str = 'gamma'  # gamma ~ U(gamma_t, gamma_{t-1}) (the report) or 'sqrt_gamma' (uniform in sqrt(gamma), the reference)
     # --- optimisation
     optimizer: str = 'adam'           # 'adam' or 'adamw'
-    lr: float = 3e-4
+    lr: float = 2e-3                  # high, for a short run of a small network; the cosine brings it down
     adam_betas: tuple = (0.9, 0.999)
     weight_decay: float = 0.0
     warmup_steps: int = 100           # linear warm-up; 0 = none
     lr_schedule: str = 'cosine'       # after the warm-up: 'constant', or 'cosine' (half a cosine from lr down to 0 at max_steps,
                                       # so a run continued with a larger max_steps follows a stretched cosine from then on)
     grad_clip: float = 1.0            # clip the global gradient norm to this; 0 = no clipping
-    batch_size: int = 16              # the GLOBAL batch, split evenly over the processes of a DDP run
+    batch_size: int = 32              # the GLOBAL batch, split evenly over the processes of a DDP run
     max_steps: int = 1000
     # --- exponential moving average of the weights
     ema_decay: float = 0.995          # 0 = no EMA; half-life ln2/(1-d) = 138 updates, short enough for a 1000-step run
-    ema_start: int = 200              # updates before which the EMA is a plain copy of the weights
+    ema_start: int = 100              # updates before which the EMA is a plain copy of the weights
     ema_every: int = 1
     # --- numerics and hardware
     seed: int = 0
@@ -161,6 +171,7 @@ class TrainConfig:
         checks = [
             (self.loss_p in (1, 2), f"loss_p must be 1 or 2, got {self.loss_p}"),
             (self.residual_scale > 0, f"residual_scale must be positive, got {self.residual_scale}"),
+            (0 <= self.flat_fraction <= 1, f"flat_fraction must lie in [0, 1], got {self.flat_fraction}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
@@ -205,9 +216,7 @@ class TrainConfig:
                     precondition=self.precondition, sigma_data=self.sigma_data)
 
 # %% ../nbs/10_config.ipynb #11230efe
-_REFERENCE_UNET = dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 4, 8, 8),
-                       attn_res=(16,), res_blocks=2, dropout=0.2, use_affine_level=False, noise_scale=1.0,
-                       precondition=False)
+_REFERENCE_UNET = dict(network_settings('sr3-16-128'), use_affine_level=False, noise_scale=1.0, precondition=False)
 _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
                            linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, optimizer='adam', warmup_steps=0,
                            lr_schedule='constant',
@@ -216,7 +225,7 @@ _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_sche
 
 # the ONE table of named training presets: each entry overrides TrainConfig's defaults; 'tiny' IS the defaults
 PRESETS: dict[str, dict] = {
-    'micro': dict(inner_channel=16, norm_groups=8, channel_mults=(1, 2), attn_res=(16,), res_blocks=1, lr=1e-3,
+    'micro': dict(network_settings('micro'), lr=1e-3,
                   warmup_steps=0, lr_schedule='constant', batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
                   checkpoint_every=10, val_every=0, n_val=2, val_steps=5),
     'tiny': {},
@@ -247,6 +256,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     'residual': False,            # before: the network predicted y0 itself
     'residual_scale': 4.0,        # unused when residual is False
     'lr_schedule': 'constant',    # before: constant after the warm-up
+    'random_crops': False,        # before: fixed non-overlapping patches of the embedded photographs
+    'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0,
 }
 
 # the reference's JSON (config/sr_sr3_*.json of github.com/Janspiry/Image-Super-Resolution-via-Iterative-Refinement):

@@ -19,8 +19,8 @@ from .images import image_table, save_figure
 from .training import plot_curves
 
 # %% auto #0
-__all__ = ['method_table', 'steps_table', 'findings', 'trajectory_figure', 'steps_figure', 'steps_plot', 'training_figures',
-           'training_report', 'pretrained_report', 'reproduce']
+__all__ = ['method_table', 'steps_table', 'findings', 'measure_checks', 'trajectory_figure', 'steps_figure', 'steps_plot',
+           'training_figures', 'training_report', 'pretrained_report', 'reproduce']
 
 # %% ../nbs/17_report.ipynb #8b8ed991
 def _steps_label(n: int, T: int) -> str: return f'{n} (= training)' if n == T else str(n)
@@ -28,16 +28,18 @@ def _steps_label(n: int, T: int) -> str: return f'{n} (= training)' if n == T el
 def _as_reported(value) -> str: return '' if value is None else f'{value:g}'   # the report's numbers with its own precision
 
 def method_table(results: dict) -> str:
-    "Table 1: bicubic, regression and SR3, ours (and the report's when the preset matches)."
+    "Table 1: bicubic, regression, SR3 and the mean of SR3 samples, ours (and the report's when the preset matches)."
     report = (results.get('report') or {}).get('methods', {})
-    header = ['method', 'PSNR (dB)', 'SSIM', 'consistency (MSE)']
+    header = ['method', 'PSNR (dB)', 'SSIM', 'high-frequency ratio', 'consistency (MSE)']
     if report: header += ["the report's PSNR", "the report's SSIM"]
     rows = []
-    for name, label in (('bicubic', 'Bicubic'), ('regression', 'Regression'), ('sr3', 'SR3')):
+    for name, label in (('bicubic', 'Bicubic'), ('regression', 'Regression'), ('sr3', 'SR3'), ('sr3_mean', 'Mean of SR3 samples')):
         m = results['methods'].get(name)
         if m is None: continue
         if name == 'sr3': label += f" ({m['steps']} steps, {m['sampler'].upper()}{', respaced' if m['steps'] < m['T'] else ''})"
-        row = [label, format_metric(m.get('psnr'), 'psnr'), format_metric(m.get('ssim'), 'ssim'), format_metric(m.get('consistency'), 'consistency')]
+        if name == 'sr3_mean': label += f" ({m['n_samples']} samples of {m['steps']} respaced steps)"
+        row = [label, format_metric(m.get('psnr'), 'psnr'), format_metric(m.get('ssim'), 'ssim'),
+               '' if m.get('hf_ratio') is None else f"{m['hf_ratio']:.2f}", format_metric(m.get('consistency'), 'consistency')]
         if report: row += [_as_reported(report.get(name, {}).get('psnr')), _as_reported(report.get(name, {}).get('ssim'))]
         rows.append(row)
     return markdown_table(header, rows)
@@ -74,23 +76,51 @@ def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
     "Statements checked from the numbers: which method wins, and how few steps each schedule needs."
     out, T = [], results['T']
     def add(claim, a, b, holds):
+        "holds(d, se) judges the paired PSNR difference a - b (dB) and its standard error."
         d, se = paired_difference(per_image[a], per_image[b])
         ds, ses = paired_difference(per_image[a], per_image[b], 'ssim')
         out.append({'claim': claim, 'difference_db': round(d, 3), 'standard_error_db': round(se, 3),
-                    'difference_ssim': round(ds, 4), 'standard_error_ssim': round(ses, 4), 'holds': bool(holds(d))})
+                    'difference_ssim': round(ds, 4), 'standard_error_ssim': round(ses, 4), 'holds': bool(holds(d, se))})
     full, n_full = results['full_tag'], results['methods']['sr3']['steps']
     chain = f'the {n_full}-step chain' + (' (all T steps)' if n_full == T else '')
-    if 'regression' in per_image: add(f"regression beats SR3 on PSNR (the report: {_reported('afhq-dog-16-128', 'methods', 'regression', 'sr3'):+.2f} dB on AFHQ-dog)", 'regression', full, lambda d: d > 0)
+    if 'regression' in per_image:
+        add('regression beats bicubic by at least 0.5 dB, by more than two paired standard errors', 'regression', 'bicubic',
+            lambda d, se: d >= 0.5 and d > 2 * se)
+        add('SR3 is within 3.5 dB of regression (a posterior sample: 3.01 dB below the posterior mean, chapter 08)', full,
+            'regression', lambda d, se: d >= -3.5)
+        if 'sr3-mean' in per_image:
+            K = results['methods']['sr3_mean']['n_samples']
+            add(f'the mean of {K} SR3 samples is within 1.0 dB of regression (theory for the true posterior: '
+                f'{10 * math.log10(1 + 1 / K):.2f} dB below the posterior mean)', 'sr3-mean', 'regression', lambda d, se: d >= -1.0)
+    if 'regression' in per_image: add(f"regression beats SR3 on PSNR (the report: {_reported('afhq-dog-16-128', 'methods', 'regression', 'sr3'):+.2f} dB on AFHQ-dog)", 'regression', full, lambda d, se: d > 0)
     add(f"SR3 beats bicubic on PSNR (the report: {_reported('afhq-dog-16-128', 'methods', 'sr3', 'bicubic'):+.2f} dB on AFHQ-dog, "
-        f"{_reported('div2k-16-128', 'methods', 'sr3', 'bicubic'):+.2f} dB on DIV2K)", full, 'bicubic', lambda d: d > 0)
+        f"{_reported('div2k-16-128', 'methods', 'sr3', 'bicubic'):+.2f} dB on DIV2K)", full, 'bicubic', lambda d, se: d > 0)
     for k in ('respace', 'rediscretize'):
         tag = results['tags'].get(f'{k}-50')
         if tag and tag != full:
-            if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d: abs(d) <= 0.3)
-            else: add(f"re-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: {_reported('afhq-dog-16-128', 'steps', 50, 2000):+.2f} dB)", tag, full, lambda d: d < -1.0)
+            if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.3)
+            else: add(f"re-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: {_reported('afhq-dog-16-128', 'steps', 50, 2000):+.2f} dB)", tag, full, lambda d, se: d < -1.0)
     tag = results['tags'].get('rediscretize-1000')
     if tag and tag != full and n_full == T == 2000:
-        add(f"re-discretised 1000 steps are within 0.3 dB of 2000 (the report: {_reported('afhq-dog-16-128', 'steps', 1000, 2000):+.2f} dB)", tag, full, lambda d: abs(d) <= 0.3)
+        add(f"re-discretised 1000 steps are within 0.3 dB of 2000 (the report: {_reported('afhq-dog-16-128', 'steps', 1000, 2000):+.2f} dB)", tag, full, lambda d, se: abs(d) <= 0.3)
+    return out
+
+def measure_checks(results: dict) -> list[dict]:
+    "Statements about single measures (no pairing): detail, consistency with the input, and colour on flat patches."
+    m, out = results['methods'], []
+    def add(claim, value, holds): out.append({'claim': claim, 'value': value, 'holds': bool(holds)})
+    if m['bicubic'].get('hf_ratio') is not None:
+        add('bicubic keeps less than half of the high-frequency energy', f"{m['bicubic']['hf_ratio']:.2f}", m['bicubic']['hf_ratio'] < 0.5)
+        add("SR3's samples carry the high-frequency energy of the references (ratio in 0.75..1.25)", f"{m['sr3']['hf_ratio']:.2f}",
+            0.75 <= m['sr3']['hf_ratio'] <= 1.25)
+    cb = m['bicubic'].get('consistency')
+    for k in ('regression', 'sr3'):
+        if cb and m.get(k, {}).get('consistency') is not None:
+            add(f'{k} is consistent with its input (MSE after down-sampling no worse than twice bicubic\'s)',
+                f"{m[k]['consistency']:.2e} vs {cb:.2e}", m[k]['consistency'] <= 2 * cb)
+    for k, v in (results.get('flat_colour') or {}).items():
+        add(f'{k} returns flat patches of random colours as that colour (mean error within 2 grey levels)',
+            f"{v['mean']:.2f} grey levels (worst colour {v['worst']:.2f})", v['mean'] <= 2)
     return out
 
 # %% ../nbs/17_report.ipynb #32932eaf
@@ -205,7 +235,8 @@ def training_report(results: dict) -> str:
         lines.append(f"- {'✔' if f['holds'] else '✘'} {f['claim']}: PSNR {f['difference_db']:+.2f} ± {f['standard_error_db']:.2f} dB, "
                      f"SSIM {f['difference_ssim']:+.3f} ± {f['standard_error_ssim']:.3f}")
     lines += ['', 'Each line: the mean per-image difference and its standard error (the images are the same for every '
-              'method, so the differences are paired); ✔/✘ judges the PSNR difference.']
+              'method, so the differences are paired); ✔/✘ judges the PSNR difference.', '']
+    lines += [f"- {'✔' if f['holds'] else '✘'} {f['claim']}: {f['value']}" for f in measure_checks(results)]
     if not results.get('report'):
         r = REPORT_NUMBERS['afhq-dog-16-128']
         m, st = r['methods'], r['steps']['rediscretize']

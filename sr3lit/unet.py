@@ -348,8 +348,11 @@ NEW_MODEL_CONDITIONING = dict(use_affine_level=True, noise_scale=1000.0)   # cho
 NEW_MODEL_OUTPUT = dict(precondition=True, sigma_data=0.5)                # section 9
 
 UNET_PRESETS: dict[str, dict] = {
-    # 32x32 on a CPU: three levels (32, 16, 8), attention at 8x8, ~2.7M parameters
-    'tiny': dict(in_channel=6, out_channel=3, inner_channel=32, norm_groups=16, channel_mults=(1, 2, 4),
+    # for tests and smoke runs: two levels (32, 16), ~0.17M parameters
+    'micro': dict(in_channel=6, out_channel=3, inner_channel=16, norm_groups=8, channel_mults=(1, 2),
+                  attn_res=(16,), res_blocks=1, dropout=0.0, image_size=32, **NEW_MODEL_CONDITIONING, **NEW_MODEL_OUTPUT),
+    # 32x32 on a CPU (the tiny study): four levels (32, 16, 8, 4), attention at 8x8, ~1.06M parameters
+    'tiny': dict(in_channel=6, out_channel=3, inner_channel=16, norm_groups=8, channel_mults=(1, 2, 4, 4),
                  attn_res=(8,), res_blocks=1, dropout=0.0, image_size=32, **NEW_MODEL_CONDITIONING, **NEW_MODEL_OUTPUT),
     # 64x64 on a GPU: four levels (64..8), attention at 16x16, ~16.7M parameters
     'small': dict(in_channel=6, out_channel=3, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 2, 4),

@@ -20,7 +20,7 @@ from sr3lit.cli import main
 from sr3lit.evaluate import evaluate_folders
 from sr3lit.experiments import (EXPERIMENT_PRESETS, cached_stage, colour_statistics,
                                 get_experiment_preset, mark_footprint, paint_mark, Progress)
-from sr3lit.metrics import consistency, psnr, ssim
+from sr3lit.metrics import consistency, high_frequency_ratio, psnr, ssim
 from sr3lit.schedules import NoiseSchedule
 from sr3lit.unet import UNet
 
@@ -162,7 +162,8 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
         assert row in report
     assert '| steps | re-discretised PSNR | SSIM | respaced PSNR | SSIM | DDIM, respaced PSNR | SSIM |' in report
     assert '\n| 20 |' in report and '\n| 5 |' in report
-    assert set(results['methods']) == {'bicubic', 'regression', 'sr3'}
+    assert set(results['methods']) == {'bicubic', 'regression', 'sr3', 'sr3_mean'}
+    assert set(results['flat_colour']) == {'regression', 'sr3'} and all(v['mean'] >= 0 for v in results['flat_colour'].values())
     assert set(results['steps']) == {'rediscretize', 'respace', 'ddim'}
     assert set(results['steps']['rediscretize']) == set(results['steps']['respace']) == {'20', '5'}
     assert set(results['steps']['ddim']) == {'5'}
@@ -177,6 +178,7 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
         sr = torch.cat([load(out / 'samples' / tag / f'{n}.png') for n in names])
         assert summary['psnr'] == pytest.approx(psnr(sr, hr).mean().item(), rel=1e-5)
         assert summary['ssim'] == pytest.approx(ssim(sr, hr).mean().item(), rel=1e-5, abs=1e-6)
+        assert summary['hf_ratio'] == pytest.approx(high_frequency_ratio(sr, hr, 4), rel=1e-5)
     # the chain of the re-discretised 5-step schedule starts at prod(1 - beta_i) over 5 betas from 1e-6 to 1e-2
     assert results['chain_start']['5']['rediscretize'] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 5)), rel=1e-12)
     assert results['chain_start']['5']['respace'] == pytest.approx(NoiseSchedule.make('linear', 2000).gammas[-1], rel=1e-12)

@@ -350,7 +350,7 @@ def test_sigterm_writes_a_checkpoint_and_the_run_continues_exactly(tmp_path):
         if calls['n'] == 3: os.kill(os.getpid(), signal.SIGTERM)
     model.register_forward_hook(preempt)
     train_data, _ = open_datasets(cfg)
-    stopped = fit(model, DiffusionObjective(cfg.noise_schedule(), 1), train_data, cfg, tmp_path / 'b')
+    stopped = fit(model, tr.get_method('sr3').make_objective(cfg), train_data, cfg, tmp_path / 'b')   # what train() fits
     assert (stopped.stopped_by, stopped.step, checkpoint_steps(tmp_path / 'b')) == ('SIGTERM', 3, [3])
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL          # the handler was removed again
     assert train(cfg, tmp_path / 'b').resumed_from == 3
