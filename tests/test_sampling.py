@@ -368,3 +368,124 @@ def test_langevin_shapes_trace_and_seed():
     assert torch.equal(trace.denoised[-1], out)
     again = annealed_langevin(model, x, levels, n_steps_each=3, n_samples=2, seed=1, progress=False)
     assert torch.equal(out, again)
+
+
+# ---------------------------------------------------------------- DPM-Solver++(2M) (issue 11)
+
+def gaussian_flow_answer(y_T, gamma_T, gamma_1):
+    "The probability-flow ODE on N(MU, TAU^2) data, solved exactly from gamma_T to gamma_1, then the exact y0_hat there."
+    v = lambda g: g * TAU**2 + 1 - g
+    y_1 = math.sqrt(gamma_1) * MU + math.sqrt(v(gamma_1) / v(gamma_T)) * (y_T - math.sqrt(gamma_T) * MU)
+    return MU + math.sqrt(gamma_1) * TAU**2 / v(gamma_1) * (y_1 - math.sqrt(gamma_1) * MU)
+
+
+def toy_errors(sampler, Ns, method='log_snr'):
+    y_T = torch.linspace(-3, 3, 13, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    errs = []
+    for N in Ns:
+        levels = sampling_schedule(REPORT, N, method)
+        out = sample(gaussian_toy(), torch.zeros_like(y_T), levels, sampler=sampler, y_T=y_T, clip_denoised=False, progress=False)
+        errs.append((out - gaussian_flow_answer(y_T, levels.gammas[-1], levels.gammas[0])).abs().max().item())
+    return np.array(errs)
+
+
+def test_dpmpp2m_is_second_order_on_the_gaussian_toy_and_ddim_first():
+    Ns = (40, 80, 160, 320)
+    second, first = toy_errors('dpmpp2m', Ns), toy_errors('ddim', Ns)
+    slope2, slope1 = np.polyfit(np.log(Ns), np.log(second), 1)[0], np.polyfit(np.log(Ns), np.log(first), 1)[0]
+    assert slope2 == pytest.approx(-2, abs=0.15) and slope1 == pytest.approx(-1, abs=0.1)
+    assert (second < first / 10).all()
+    assert toy_errors('dpmpp2m', [10])[0] < toy_errors('ddim', [10])[0] / 5
+
+
+def test_dpmpp2m_local_step_is_third_order_against_quadrature():
+    "One step from lambda_s to lambda_s + h with a known y0_hat(lambda): the exact update is a quadrature, the error O(h^3)."
+    x0 = lambda lam: 0.8 * np.tanh(lam - 0.3)
+    lam_s, y_s, errs = -0.5, 0.7, []
+    for h in (0.2, 0.1, 0.05):
+        lams = np.array([lam_s + 2 * h, lam_s + h, lam_s, lam_s - h])            # t = 1..4
+        sched = NoiseSchedule.from_gammas(1 / (1 + np.exp(-2 * lams)))
+        c = reverse_step_coefficients(sched, 'dpmpp2m')
+        grid = np.linspace(lam_s, lam_s + h, 100_001)
+        f = np.exp(grid) * x0(grid)
+        sigma = np.sqrt(1 - sched.gammas)
+        exact = sigma[1] * (y_s / sigma[2] + np.sum((f[1:] + f[:-1]) / 2) * (grid[1] - grid[0]))
+        w = c['extrapolation'][2]
+        errs.append(abs(c['next_from_yt'][2] * y_s + c['next_from_y0'][2] * ((1 + w) * x0(lam_s) - w * x0(lam_s - h)) - exact))
+    assert np.polyfit(np.log([0.2, 0.1, 0.05]), np.log(errs), 1)[0] == pytest.approx(3, abs=0.2)
+
+
+def test_dpmpp2m_coefficients_are_ddim_eta0_plus_the_extrapolation():
+    sched = sampling_schedule(REPORT, 12, 'karras')
+    c, ddim = reverse_step_coefficients(sched, 'dpmpp2m'), reverse_step_coefficients(sched, 'ddim', eta=0.0)
+    for k in ('noise_level', 'y0_from_yt', 'y0_from_eps', 'next_from_y0', 'next_from_yt', 'noise_std'):
+        np.testing.assert_array_equal(c[k], ddim[k])
+    assert (ddim['extrapolation'] == 0).all() and (reverse_step_coefficients(sched, 'ddpm')['extrapolation'] == 0).all()
+    lam = np.log(np.sqrt(sched.gammas) / np.sqrt(1 - sched.gammas))         # t = 1..T
+    for t in range(2, sched.T):                                               # w_t = h_t / (2 h_{t+1})
+        assert c['extrapolation'][t - 1] == pytest.approx((lam[t - 2] - lam[t - 1]) / (2 * (lam[t - 1] - lam[t])), rel=1e-12)
+    assert c['extrapolation'][0] == 0 and c['extrapolation'][-1] == 0
+
+
+def test_dpmpp2m_agrees_with_many_step_ddim_on_the_mixture():
+    "Both solve the same probability-flow ODE: 2000 DDIM steps are the reference; 10 DPM-Solver++(2M) steps are close."
+    hr, conds = pictures(5, 8, seed=2), 0.5 * torch.randn(5, 2, 8, 8, generator=torch.Generator().manual_seed(5))
+    model = ExactDenoiser(hr, std=0.05, conditions=conds, condition_std=1.0)
+    y_T = torch.randn(15, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    run = lambda sched, sampler: sample(model, conds.double(), sched, sampler=sampler, n_samples=3, y_T=y_T, progress=False)
+    reference = run(sampling_schedule(REPORT, 2000, 'log_snr'), 'ddim')
+    rms = lambda out: (out - reference).pow(2).mean().sqrt().item()
+    assert rms(run(sampling_schedule(REPORT, 2000, 'log_snr'), 'dpmpp2m')) < 1e-3
+    k10, k50 = sampling_schedule(REPORT, 10, 'karras'), sampling_schedule(REPORT, 50, 'karras')
+    assert rms(run(k10, 'dpmpp2m')) < 0.3 * rms(run(k10, 'ddim'))
+    assert rms(run(k50, 'dpmpp2m')) < 0.3 * rms(run(k50, 'ddim')) and rms(run(k50, 'dpmpp2m')) < 0.002
+    nearest = lambda out: torch.cdist(out.flatten(1).float(), hr.flatten(1)).argmin(1)
+    assert torch.equal(nearest(run(k10, 'dpmpp2m')), nearest(reference))
+
+
+def test_dpmpp2m_calls_the_network_once_per_step_and_returns_the_last_estimate():
+    for N in (1, 2, 3, 10):
+        rec = Recorder(ExactDenoiser(pictures(), std=0.1))
+        sched = sampling_schedule(REPORT, N, 'karras')
+        out = sample(rec, torch.zeros(2, 3, 6, 6, dtype=torch.float64), sched, sampler='dpmpp2m', seed=0, progress=False)
+        assert len(rec.calls) == N                                           # NFE = N, the final denoise included
+        levels = torch.stack([lvl[0] for _, lvl in rec.calls]).double()
+        np.testing.assert_allclose(levels.numpy(), np.sqrt(sched.gammas[::-1]), rtol=1e-12)
+        x_last, lvl_last = rec.calls[-1]
+        torch.testing.assert_close(out, predict_y0_from_noise(sched, x_last[:, 3:], 1, rec.model(x_last, lvl_last)).clamp(-1, 1))
+
+
+def test_dpmpp2m_with_two_steps_is_ddim_and_is_deterministic_given_y_T():
+    model, x = ExactDenoiser(pictures(), std=0.1), torch.zeros(2, 3, 6, 6)
+    for sched in (REPORT.respace(1), REPORT.respace(2)):
+        assert torch.equal(sample(model, x, sched, sampler='dpmpp2m', seed=4, progress=False),
+                           sample(model, x, sched, sampler='ddim', seed=4, progress=False))
+    y_T, sched = torch.randn(2, 3, 6, 6), sampling_schedule(REPORT, 8, 'karras')
+    a = sample(model, x, sched, sampler='dpmpp2m', y_T=y_T, seed=0, progress=False)
+    assert torch.equal(a, sample(model, x, sched, sampler='dpmpp2m', y_T=y_T, seed=1, progress=False))
+    assert not torch.equal(a, sample(model, x, sched, sampler='ddim', y_T=y_T, progress=False))
+
+
+def test_dpmpp2m_shapes_n_samples_trajectory_and_clip_bounds():
+    hr, conds = pictures(3, 6, seed=1), torch.randn(3, 2, 6, 6)
+    model = ExactDenoiser(hr, std=0.02, conditions=conds, condition_std=0.5)
+    sched = sampling_schedule(REPORT, 10, 'karras')
+    out, trace = sample(model, conds, sched, sampler='dpmpp2m', n_samples=4, out_channels=3, every=3, seed=0, progress=False)
+    assert out.shape == (12, 3, 6, 6) and out.abs().max() <= 1
+    assert torch.cdist(out.flatten(1), hr.flatten(1)).argmin(1).tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert trace.timesteps == [10, 7, 4, 1, 0] and trace.states.shape == (5, 12, 3, 6, 6) and torch.equal(trace.states[-1], out)
+    assert torch.equal(out, sample(model, conds, sched, sampler='dpmpp2m', n_samples=4, out_channels=3, seed=0, progress=False))
+    lo, hi = -0.3 * torch.ones(3, 3, 6, 6), 0.2 * torch.ones(3, 3, 6, 6)
+    boxed = sample(model, conds, sched, sampler='dpmpp2m', n_samples=4, out_channels=3, seed=0, progress=False, clip_bounds=(lo, hi))
+    assert boxed.min() >= -0.3 - 1e-6 and boxed.max() <= 0.2 + 1e-6 and not torch.equal(boxed, out)
+    wild = lambda x, level: torch.full_like(x[:, 3:], -8.0)               # y0_hat far above 1 at every level
+    free = sample(wild, torch.zeros(2, 3, 4, 4), sched, sampler='dpmpp2m', clip_denoised=False, seed=0, progress=False)
+    assert free.min() > 1 and sample(wild, torch.zeros(2, 3, 4, 4), sched, sampler='dpmpp2m', seed=0, progress=False).max() <= 1
+
+
+def test_karras_levels():
+    k = sampling_schedule(REPORT, 10, 'karras')
+    np.testing.assert_allclose(k.gammas[[0, -1]], REPORT.gammas[[0, -1]], rtol=1e-9)    # the trained extremes
+    root = (np.sqrt((1 - k.gammas) / k.gammas)) ** (1 / 7)
+    np.testing.assert_allclose(np.diff(root), np.full(9, (root[-1] - root[0]) / 9), rtol=1e-9)
+    assert (np.diff(k.gammas) < 0).all() and sampling_schedule(REPORT, 1, 'karras').gammas[-1] == REPORT.gammas[-1]
