@@ -26,7 +26,7 @@ from . import training      # training.train: the tests replace it to simulate a
 from . import inference
 from . import evaluate, experiments, report
 from . import assignment
-from .sampling import SAMPLERS, SCHEDULE_METHODS
+from .sampling import SAMPLER_SCHEDULES, SAMPLERS, SCHEDULE_METHODS
 
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'Subcommand', 'register_subcommand', 'subcommand', 'build_parser', 'main', 'prepare',
@@ -256,10 +256,13 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', type=Path, required=True, metavar='RUN', help="a run folder, or a reference *_gen.pth checkpoint")
     p.add_argument('--input', type=Path, required=True, metavar='PATH', help='a folder of low-resolution images, or one image')
     p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where the PNGs go (same names as the inputs)')
-    p.add_argument('--steps', type=int, metavar='N', help='sampling steps (default: the training T)')
-    p.add_argument('--sampler', choices=SAMPLERS, default='ddpm', help='Algorithm 2 (ddpm) or DDIM')
+    p.add_argument('--steps', type=int, metavar='N', help='sampling steps = network evaluations per image (default: the training T)')
+    p.add_argument('--sampler', choices=SAMPLERS, default='ddpm',
+                   help='ddpm (Algorithm 2), ddim, or dpmpp2m (DPM-Solver++(2M), second order: for 10-20 steps)')
     p.add_argument('--eta', type=float, default=0.0, metavar='ETA', help='DDIM noise (0: deterministic)')
-    p.add_argument('--schedule', choices=SCHEDULE_METHODS, default='respace', help='how to cut T steps down to N')
+    p.add_argument('--schedule', choices=SCHEDULE_METHODS,
+                   help="how to place the N noise levels (default: the sampler's, " +
+                        ', '.join(f'{k} {v}' for k, v in SAMPLER_SCHEDULES.items()) + ')')
     p.add_argument('--samples', type=int, default=1, metavar='K', help='samples per image (NAME_0.png .. NAME_{K-1}.png)')
     p.add_argument('--seed', type=int, default=0, metavar='S')
     p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
@@ -275,13 +278,15 @@ def sample_command(args: argparse.Namespace) -> int:
     inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before sampling
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
+    schedule = args.schedule or SAMPLER_SCHEDULES[args.sampler]
     t0 = time.perf_counter()
     done = inference.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
-                                        schedule=args.schedule, samples=args.samples, seed=args.seed, overlap=args.overlap,
+                                        schedule=schedule, samples=args.samples, seed=args.seed, overlap=args.overlap,
                                         eta=args.eta, progress=not args.quiet, overwrite=args.overwrite, also=('sample.json',))
     seconds = time.perf_counter() - t0
     summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
-                   steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=args.schedule, eta=args.eta,
+                   steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=schedule, eta=args.eta,
+                   network_evaluations=(args.steps or run.config.n_timestep) if run.method.name == 'sr3' else 1,
                    samples=args.samples, seed=args.seed, weights=args.weights, images=len(done.inputs),
                    seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in done.written],
                    inputs=[str(p) for p in done.inputs], skipped=done.skipped)

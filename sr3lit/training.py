@@ -39,7 +39,7 @@ from .schedules import NoiseSchedule
 from .loss import diffusion_loss, sample_noise_level
 from .unet import UNet
 from .metrics import psnr
-from .sampling import sample, sampling_schedule
+from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
 # TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
 from .config import PRESETS, TrainConfig, make_config
 from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
@@ -592,9 +592,12 @@ class Method:
     description: str = ''
 
 def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int | None = None, sampler: str = 'ddpm',
-                schedule: str = 'respace', n_samples: int = 1, generator: torch.Generator | None = None,
+                schedule: str | None = None, n_samples: int = 1, generator: torch.Generator | None = None,
                 eta: float = 0.0, progress: bool = False) -> Tensor:
-    "SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T) of the training schedule, respaced or re-discretised."
+    """SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T), one network evaluation each, with
+    `sampler` 'ddpm', 'ddim' or 'dpmpp2m' on noise levels cut from the training schedule by `schedule` (default: the
+    sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m)."""
+    if schedule is None: schedule = SAMPLER_SCHEDULES.get(sampler, 'respace')   # an unknown sampler is refused by `sample`
     sampling = sampling_schedule(cfg.noise_schedule(), None if steps is None else min(steps, cfg.n_timestep), schedule)
     target = target_of(cfg)
     z = sample(model, x_up, sampling, sampler=sampler, eta=eta, n_samples=n_samples, generator=generator, progress=progress,
@@ -609,7 +612,7 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
 # every method `train`, `load_run` and the `sr3lit` command know, by name
 METHODS: dict[str, Method] = {
     'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg)),
-                  sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2 or DDIM'),
+                  sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2, DDIM or DPM-Solver++(2M)'),
     'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p, target_of(cfg)), regression_method_predict,
                          regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),
 }
