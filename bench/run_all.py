@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = [('train_bench.py', ['--quick']), ('sample_bench.py', [])]
+BENCHMARKS = [('train_bench.py', ['--quick']), ('sample_bench.py', ['--configs', 'tiny'])]
 
 
 def main(argv=None) -> int:
