@@ -2,7 +2,7 @@
 2000-step chain (Algorithm 2, every step of the training schedule), Algorithm 2 respaced to 50 steps, and
 DPM-Solver++(2M) with 10 steps on Karras' levels (chapter 09), with each one's images/s against the 2000-step chain.
 
-    python bench/sample_bench.py              # CPU (about a minute on 2 cores), and the GPU variants when CUDA is available
+    python bench/sample_bench.py              # CPU (about a minute on 2 idle cores, estimated), and the GPU variants when CUDA is available
     python bench/sample_bench.py --threads 2  # the CPU thread count (default: torch's)
 
 Configurations: `tiny` (chapter 05's `unet_from_preset('tiny')`, 8->32, batch 64) and `16->128` (the reference
