@@ -175,9 +175,12 @@ def training_figures(results: dict, out_dir) -> dict[str, str]:
     nf = min(results['settings']['n_figure'], len(names))
     ref, bic = read_images(out_dir / 'test' / 'hr', names[:nf]), read_images(out_dir / 'test' / 'bicubic', names[:nf])
     reg_imgs, sr3_imgs = read_images(out_dir / 'samples' / 'regression', names[:nf]), read_images(out_dir / 'samples' / full_tag, names[:nf])
+    lr = read_images(out_dir / 'test' / 'lr', names[:nf])
+    lr_big = torch.nn.functional.interpolate(lr, size=ref.shape[-2:], mode='nearest')      # the input, its pixels as squares
     figures = {'comparison': save_figure(image_table(
-        [[ref[i], bic[i], reg_imgs[i], sr3_imgs[i]] for i in range(nf)], ['Reference', 'Bicubic', 'Regression', 'SR3'],
-        names[:nf], title=f"Test images ({results['preset']})"), out_dir / 'fig_comparison.png')}
+        [[lr_big[i], bic[i], reg_imgs[i], sr3_imgs[i], ref[i]] for i in range(nf)],
+        ['Input (LR)', 'Bicubic', 'Regression', 'SR3', 'Reference'], names[:nf],
+        title=f"Held-out test patches ({results['preset']})"), out_dir / 'fig_comparison.png')}
     traj_file = out_dir / 'stages' / f'{full_tag}.trajectory.pt'
     if traj_file.is_file():
         figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
