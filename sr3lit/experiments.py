@@ -63,6 +63,7 @@ class ExperimentPreset:
     steps: tuple = (2000, 1000, 200, 50, 10)   # sampling step counts; the largest is "SR3" in the main table
     schedules: tuple = ('rediscretize', 'respace')  # how T steps are cut down (chapter 09)
     ddim_steps: tuple = (200, 50, 10)   # DDIM (eta = 0) on respaced schedules
+    dpm_steps: tuple = (10, 5)          # DPM-Solver++(2M) on Karras' noise levels (chapter 09): N steps, N network evaluations
     n_mean: int = 8                     # SR3 samples averaged per image for the 'sr3_mean' row (chapter 08: 0.51 dB from the mean at 8)
     mean_steps: int = 50                # respaced steps of each of those samples
     n_flat: int = 50                    # flat patches of random colours for the colour test (0: none)
@@ -86,7 +87,7 @@ class ExperimentPreset:
             (len(self.schedules) >= 1 and all(s in ('rediscretize', 'respace') for s in self.schedules),
              f"schedules must be one or both of 'rediscretize', 'respace', got {self.schedules}"),
             (len(self.steps) >= 1 and all(int(s) >= 1 for s in self.steps), f"steps must be positive step counts, got {self.steps}"),
-            (all(int(s) >= 1 for s in self.ddim_steps), f"ddim_steps must be positive, got {self.ddim_steps}"),
+            (all(int(s) >= 1 for s in self.ddim_steps + self.dpm_steps), "ddim_steps and dpm_steps must be positive"),
             (self.n_test >= 1 and self.batch_size >= 1 and self.n_figure >= 1, "n_test, batch_size and n_figure must be >= 1"),
             (self.n_mean >= 1 and self.mean_steps >= 1 and self.n_flat >= 0, "n_mean and mean_steps must be >= 1, n_flat >= 0"),
             (self.n_samples >= 2, f"n_samples must be >= 2 (diversity compares samples), got {self.n_samples}"),
@@ -384,6 +385,9 @@ def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
     for n in sorted({int(s) for s in preset.ddim_steps}, reverse=True):
         if n > T: raise ValueError(f"{n} DDIM steps: the model was trained with T={T}; choose steps <= {T}")
         plan.append(('ddim', 'respace', n))
+    for n in sorted({int(s) for s in preset.dpm_steps}, reverse=True):
+        if n > T: raise ValueError(f"{n} DPM-Solver++ steps: the model was trained with T={T}; choose steps <= {T}")
+        plan.append(('dpmpp2m', 'karras', n))
     if preset.mean_steps > T: raise ValueError(f"mean_steps={preset.mean_steps}: the model was trained with T={T}")
     return plan
 
@@ -420,7 +424,7 @@ def steps_columns(plan, stages: dict, preset: ExperimentPreset) -> tuple[dict, d
     steps, tags = {}, {}
     for sampler, schedule, n in plan:
         for k in (('rediscretize', 'respace') if schedule == 'full' else (schedule,)):
-            col = 'ddim' if sampler == 'ddim' else k
+            col = sampler if sampler in ('ddim', 'dpmpp2m') else k
             if sampler == 'ddpm' and schedule == 'full' and k not in preset.schedules: continue
             steps.setdefault(col, {})[str(n)] = stage_summary(stages[_tag(sampler, schedule, n)])
             tags[f'{col}-{n}'] = _tag(sampler, schedule, n)

@@ -48,7 +48,7 @@ def steps_table(results: dict) -> str:
     "Table 2: PSNR and SSIM against the number of sampling steps, per way of cutting the schedule (and DDIM)."
     T, steps = results['T'], results['steps']
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced')) if k in steps]
+    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced'), ('dpmpp2m', 'DPM-Solver++(2M), Karras')) if k in steps]
     header = ['steps']
     for _, label in columns: header += [f'{label} PSNR', 'SSIM']
     if report: header += ["the report's (re-discretised) PSNR", 'SSIM']
@@ -100,6 +100,9 @@ def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
         if tag and tag != full:
             if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.3)
             else: add(f"re-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: {_reported('afhq-dog-16-128', 'steps', 50, 2000):+.2f} dB)", tag, full, lambda d, se: d < -1.0)
+    tag = results['tags'].get('dpmpp2m-10')
+    if tag and tag != full:
+        add(f'DPM-Solver++(2M) with 10 network evaluations is within 0.2 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.2)
     tag = results['tags'].get('rediscretize-1000')
     if tag and tag != full and n_full == T == 2000:
         add(f"re-discretised 1000 steps are within 0.3 dB of 2000 (the report: {_reported('afhq-dog-16-128', 'steps', 1000, 2000):+.2f} dB)", tag, full, lambda d, se: abs(d) <= 0.3)
@@ -149,7 +152,7 @@ def steps_plot(results: dict):
     fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^')}
+    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^'), 'dpmpp2m': ('DPM-Solver++(2M), Karras', 'C1', 'D')}
     for ax, metric, label in ((axes[0], 'psnr', 'PSNR (dB)'), (axes[1], 'ssim', 'SSIM')):
         for k, by_steps in results['steps'].items():
             name, colour, marker = styles[k]
@@ -185,7 +188,7 @@ def training_figures(results: dict, out_dir) -> dict[str, str]:
     if traj_file.is_file():
         figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
     by_schedule = {}
-    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM')):
+    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM'), ('dpmpp2m', 'DPM-Solver++')):
         if col in steps:
             by_schedule[label] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], names[:2]) for n in steps[col]}
     figures['steps'] = save_figure(steps_figure(by_schedule, ref[:2], T), out_dir / 'fig_steps.png')
