@@ -370,9 +370,9 @@ def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50
     if cfg.method == 'sr3':
         out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, seed=seed, batch_size=batch_size)
     else: out = regression_outputs(run, x_up, batch_size)
-    error = ((out.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean(dim=(1, 2, 3))
-    return {'mean': float(error.mean()), 'worst': float(error.max()), 'bicubic': float(
-            ((x_up.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean()),
+    grey_error = lambda images: ((images.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean(dim=(1, 2, 3))
+    error = grey_error(out)                               # per colour, over pixels and channels of the 8-bit output
+    return {'mean': float(error.mean()), 'worst': float(error.max()), 'bicubic': float(grey_error(x_up).mean()),
             'per_colour': [round(float(e), 3) for e in error]}
 
 # %% ../nbs/16_experiments.ipynb #0893f3c3
