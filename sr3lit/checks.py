@@ -5,9 +5,13 @@
 # %% ../nbs/00b_checks.ipynb #612cf629
 from __future__ import annotations
 
+import contextlib
+import importlib
 import inspect
 import math
 import re
+import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,9 +21,9 @@ import torch
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['TOLERANCES', 'OUT_OF_BOUNDS', 'CheckFailed', 'NotImplementedYet', 'Mistake', 'Case', 'describe', 'tolerance',
-           'close_enough', 'call_exercise', 'print_passed', 'run_check', 'per_image', 'random_images', 'random_normal',
-           'step_terms', 'catalogue_power']
+__all__ = ['TOLERANCES', 'OUT_OF_BOUNDS', 'CheckFailed', 'NotImplementedYet', 'Delegated', 'Mistake', 'Case', 'describe',
+           'tolerance', 'close_enough', 'call_exercise', 'no_delegation', 'print_passed', 'run_check', 'per_image',
+           'random_images', 'random_normal', 'step_terms', 'catalogue_power']
 
 # %% ../nbs/00b_checks.ipynb #bc6db8f4
 class CheckFailed(AssertionError):
@@ -27,6 +31,9 @@ class CheckFailed(AssertionError):
 
 class NotImplementedYet(CheckFailed, NotImplementedError):
     "The exercise still raises `NotImplementedError`, the placeholder of the student version."
+
+class Delegated(CheckFailed):
+    "The student's function hands the exercise to sr3lit's own implementation (or to a check's reference) instead of computing it."
 
 @dataclass(frozen=True)
 class Mistake:
@@ -88,9 +95,10 @@ def _copy(x): return x.clone() if torch.is_tensor(x) else x
 
 def call_exercise(exercise: str, fn: Callable, args: tuple, kwargs: dict | None = None):
     "`fn(*args, **kwargs)` on copies of the tensors; the placeholder and in-place changes of inputs become `CheckFailed`."
+    __tracebackhide__ = True                       # IPython and pytest leave this frame out of tracebacks
     kwargs = kwargs or {}
     copies, kcopies = tuple(_copy(a) for a in args), {k: _copy(v) for k, v in kwargs.items()}
-    try: out = fn(*copies, **kcopies)
+    try: out = _watched_call(exercise, fn, copies, kcopies)
     except NotImplementedError as e:
         tb = e.__traceback__
         while tb.tb_next is not None: tb = tb.tb_next
@@ -99,6 +107,7 @@ def call_exercise(exercise: str, fn: Callable, args: tuple, kwargs: dict | None 
         who = name if itself else f"{where} (which {name} calls)"
         raise NotImplementedYet(f"{who} is not implemented yet: replace its `raise NotImplementedError()` by your "
                                 f"solution, run its cell, then run this check again.") from None
+    except Delegated: raise
     except CheckFailed as e: raise CheckFailed(f"{exercise}: {e}") from None
     names = _arg_names(fn)
     changed = [(names[i] if i < len(names) else f"argument {i + 1}") for i, (a, c) in enumerate(zip(args, copies))
@@ -109,6 +118,57 @@ def call_exercise(exercise: str, fn: Callable, args: tuple, kwargs: dict | None 
         raise CheckFailed(f"{exercise} changed its input `{name}` in place (with an in-place operation such as "
                           f"`{name}.mul_(...)`, `{name} += ...` or `{name}[...] = ...`): compute a new tensor instead, "
                           f"the caller still needs `{name}` as it was.")
+    return out
+
+# %% ../nbs/00b_checks.ipynb #763b749e
+_GUARD: dict | None = None              # the exercise being checked: its forbidden code, set by `no_delegation`
+
+def _fingerprint(code) -> tuple:
+    "What two compilations of the same function body share, whatever file or name they come from."
+    return (code.co_code, code.co_names, code.co_varnames, tuple(c for c in code.co_consts if isinstance(c, (int, float, str))))
+
+def _library_code(spec: str) -> tuple[str, str]:
+    "`'sr3lit.forward:q_sample'` -> (the module's file, the function's qualified name)."
+    module, name = spec.split(':')
+    return str(Path(importlib.import_module(module).__file__).resolve()), name
+
+@contextlib.contextmanager
+def no_delegation(exercise: str, library: tuple[str, ...] = (), references: tuple[Callable, ...] = ()):
+    """While active, `call_exercise` fails with `Delegated` if the student's function runs one of the `library`
+    implementations (`'module:qualname'`) or code compiled from the same body as one of the check's `references`."""
+    global _GUARD
+    old = _GUARD
+    _GUARD = {'exercise': exercise, 'library': {_library_code(s): s.replace(':', '.') for s in library},
+              'references': {_fingerprint(inspect.unwrap(f).__code__): inspect.unwrap(f).__name__ for f in references}}
+    try: yield
+    finally: _GUARD = old
+
+def _forbidden(code, guard: dict) -> str | None:
+    "What `code` is, if the guard forbids it."
+    where = (str(Path(code.co_filename).resolve()) if code.co_filename.endswith('.py') else code.co_filename,
+             getattr(code, 'co_qualname', code.co_name))
+    if where in guard['library']: return f"sr3lit's implementation {guard['library'][where]}"
+    name = guard['references'].get(_fingerprint(code))
+    return f"the check's reference computation {name}" if name else None
+
+def _watched_call(exercise: str, fn: Callable, args: tuple, kwargs: dict):
+    "`fn(*args, **kwargs)`, failing with `Delegated` if it runs code the active `no_delegation` forbids."
+    __tracebackhide__ = True
+    guard = _GUARD
+    if guard is None: return fn(*args, **kwargs)
+    seen, found = {}, []
+    def profile(frame, event, arg):
+        if event != 'call': return
+        code = frame.f_code
+        if code not in seen: seen[code] = _forbidden(code, guard)
+        if seen[code] and not found: found.append(seen[code])
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try: out = fn(*args, **kwargs)
+    finally: sys.setprofile(previous)
+    if found:
+        raise Delegated(f"{exercise} hands its work to {found[0]}: an answer must compute the result itself "
+                        f"(write the formula of this chapter; helpers from earlier chapters are fine).")
     return out
 
 # %% ../nbs/00b_checks.ipynb #3a2bb279
@@ -149,6 +209,7 @@ def print_passed(exercise: str, n: int) -> None: print(f"✓ {exercise} passes {
 def run_check(exercise: str, fn: Callable, cases: list[Case], mistakes: list[Mistake], hint: str,
          extract: Callable | None = None, dtype_hint: str | None = None) -> int:
     "Run `fn` on every case; raise `CheckFailed` with a diagnosis if any output is wrong; the number of cases."
+    __tracebackhide__ = True
     failures, wrong_dtype = [], None
     for case in cases:
         try: out = call_exercise(exercise, fn, case.args, case.kwargs)

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checks import Case, Mistake, describe, per_image, print_passed, random_images, random_normal, run_check
+from .checks import Case, Mistake, describe, no_delegation, per_image, print_passed, random_images, random_normal, run_check
 from .images import to_uint8
 from .schedules import NoiseSchedule
 
@@ -72,7 +72,7 @@ def q_step(y_prev: torch.Tensor, alpha, noise: torch.Tensor | None = None) -> to
 
 # %% ../nbs/01_forward.ipynb #29c5c7c5
 def q_sample(y0: torch.Tensor, gamma, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample $q(y_t \\mid y_0)$ (eq. 6): $\\sqrt{\\gamma}\\,y_0 + \\sqrt{1-\\gamma}\\,$`noise`.
+    """Sample $q(y_t \\mid y_0)$ (eq. 6) with the given standard normal `noise`.
 
     `gamma` is a float or a (B,) tensor (one noise level per batch element, broadcast over C, H, W) in [0, 1];
     `noise` defaults to a fresh standard normal draw shaped like `y0`."""
@@ -122,7 +122,9 @@ Q_SAMPLE_MISTAKES = [
             "sqrt(1-gamma), not 1-sqrt(gamma) (the variances gamma and 1-gamma add up to 1, not the standard deviations)."),
     Mistake('signal_unscaled', "your output matches y0 + sqrt(1-gamma)*noise: the image must be scaled by sqrt(gamma), "
             "otherwise the variance grows with t instead of staying 1."),
-    Mistake('noise_unscaled', "your output matches sqrt(gamma)*y0 + noise: the noise must be scaled by sqrt(1-gamma)."),
+    Mistake('noise_unscaled', "your output matches sqrt(gamma)*y0 + noise: the noise must be scaled by its standard deviation."),
+    Mistake('no_noise', "your output is the mean sqrt(gamma)*y0 alone: the noise term is forgotten; y_t is a sample of "
+            "q(y_t | y_0), the mean plus its standard deviation times `noise`."),
     Mistake('last_axis', "gamma is broadcast along the wrong axis: a (B,) tensor times a (B, C, H, W) image lines up "
             "with the last axis (W), not with the batch. Reshape gamma to (B, 1, 1, 1) first (per_sample(gamma, y0) does it).",
             error=r"must match the size of tensor"),
@@ -134,8 +136,9 @@ Q_SAMPLE_MISTAKES = [
             "training must know which noise was added."),
 ]
 
-def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> dict:
-    "What each mistake of Q_SAMPLE_MISTAKES returns for these inputs (computed in float64, cast to y0's dtype)."
+def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The expected output, and what each mistake of Q_SAMPLE_MISTAKES returns, for these inputs: computed in float64
+    from the coefficients (signal, noise), independently of `q_sample`, and cast to y0's dtype."""
     Y, N = y0.to(torch.float64), noise.to(torch.float64)
     g_flat = torch.as_tensor(gamma, dtype=torch.float64).reshape(-1)
     g = g_flat.reshape(()) if not torch.is_tensor(gamma) else per_image(g_flat, Y)
@@ -144,7 +147,8 @@ def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> dict:
     v = {'noise_no_sqrt': out(g.sqrt(), 1 - g), 'signal_no_sqrt': out(g, (1 - g).sqrt()), 'no_sqrt': out(g, 1 - g),
          'swapped': out((1 - g).sqrt(), g.sqrt()), 'minus': out(g.sqrt(), -(1 - g).sqrt()),
          'one_minus_sqrt': out(g.sqrt(), 1 - g.sqrt()), 'signal_unscaled': out(torch.ones_like(g), (1 - g).sqrt()),
-         'noise_unscaled': out(g.sqrt(), torch.ones_like(g)), 'float32_gamma': out(g32.sqrt(), (1 - g32).sqrt())}
+         'noise_unscaled': out(g.sqrt(), torch.ones_like(g)), 'no_noise': out(g.sqrt(), torch.zeros_like(g)),
+         'float32_gamma': out(g32.sqrt(), (1 - g32).sqrt())}
     if torch.is_tensor(gamma) and Y.ndim > 1 and Y.shape[-1] == len(g_flat) and len(g_flat) > 1:
         g_last = g_flat.reshape(*[1] * (Y.ndim - 1), -1)                          # (1, ..., 1, B): along W
         v['last_axis'] = out(g_last.sqrt(), (1 - g_last).sqrt())
@@ -155,11 +159,11 @@ def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> dict:
             corr = torch.corrcoef(torch.stack([z, N[noisy]]))[0, 1]
             return bool(torch.isfinite(z).all() and 0.7 < z.std() < 1.3 and corr.abs() < 0.5)
         v['fresh_noise'] = fresh_noise
-    return v
+    return out(g.sqrt(), (1 - g).sqrt()), v
 
-def _q_sample_cases() -> list[Case]:
-    import sr3lit.forward as _ref    # the reference: in a student's copy of this chapter, `q_sample` is the student's
-    gen = torch.Generator().manual_seed(2024)
+def _q_sample_cases(seed: int = 2024) -> list[Case]:
+    "The test cases (a grader draws hidden ones with another `seed`); the expected outputs come from `_q_sample_variants`."
+    gen = torch.Generator().manual_seed(seed)
     report, cosine, quad = NoiseSchedule.make('linear', 2000), NoiseSchedule.make('cosine', 1000), NoiseSchedule.make('quad', 300, 1e-4, 2e-2)
     specs = [  # (shape, dtype, gamma, label of gamma)
         ((4, 3, 8, 8), torch.float32, report.at('gammas', torch.tensor([300, 900, 1400, 1900])), "gamma (4,) from the report's schedule, t = 300..1900"),
@@ -173,15 +177,18 @@ def _q_sample_cases() -> list[Case]:
     cases = []
     for shape, dtype, gamma, what in specs:
         y0, noise = random_images(shape, gen, dtype), random_normal(shape, gen, dtype)
-        cases.append(Case(f"y0 {describe(y0)}, {what}", (y0, gamma, noise), _ref.q_sample(y0, gamma, noise), _q_sample_variants(y0, gamma, noise)))
+        cases.append(Case(f"y0 {describe(y0)}, {what}", (y0, gamma, noise), *_q_sample_variants(y0, gamma, noise)))
     return cases
 
-def check_q_sample(fn: Callable) -> None:
-    "Check a student's `q_sample(y0, gamma, noise)` against `sr3lit.forward.q_sample`; raise `CheckFailed` naming the mistake."
-    hint = ("q(y_t | y_0) is sqrt(gamma)*y0 + sqrt(1-gamma)*noise, with gamma shaped (B, 1, ..., 1) so that each image "
-            "gets its own noise level.")
-    n = run_check('q_sample', fn, _q_sample_cases(), Q_SAMPLE_MISTAKES, hint,
-             dtype_hint="return a tensor of y0's dtype: compute the square roots in float64 and cast them with .to(y0.dtype) before multiplying.")
+def check_q_sample(fn: Callable, seed: int = 2024) -> None:
+    """Check a student's `q_sample(y0, gamma, noise)` on seeded cases, against values computed independently of
+    `sr3lit.forward.q_sample`; raise `CheckFailed` naming the mistake, `Delegated` if it calls sr3lit's own."""
+    __tracebackhide__ = True
+    hint = ("Compare your line with eq. 6 above: the mean and the standard deviation of q(y_t | y_0), and gamma shaped "
+            "(B, 1, ..., 1) so that each image gets its own noise level.")
+    with no_delegation('q_sample', ('sr3lit.forward:q_sample',), (_q_sample_variants,)):
+        n = run_check('q_sample', fn, _q_sample_cases(seed), Q_SAMPLE_MISTAKES, hint,
+                 dtype_hint="return a tensor of y0's dtype: compute the square roots in float64 and cast them to y0's dtype before multiplying.")
     print_passed('q_sample', n)
 
 # %% ../nbs/01_forward.ipynb #d52d1155

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import (Case, CheckFailed, Mistake, call_exercise, close_enough, describe, print_passed, random_images,
+from .checks import (Case, CheckFailed, Mistake, call_exercise, no_delegation, close_enough, describe, print_passed, random_images,
                            random_normal, run_check, step_terms)
 from .schedules import NoiseSchedule
 from .forward import q_sample
@@ -150,38 +150,43 @@ def _step_counts_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level=None,
         return f"t is not uniform over 1..T: the counts of t = 1..{T} in {n} draws are {counts.long().tolist()}."
     return None
 
-def check_sample_noise_level(fn: Callable) -> None:
+def check_sample_noise_level(fn: Callable, seed: int = 0) -> None:
     """Check a student's `sample_noise_level(schedule, batch_size, generator, method, one_t_per_batch)` by the
-    distribution of its draws; raise `CheckFailed` naming the mistake."""
+    distribution of its draws (generators seeded from `seed`); raise `CheckFailed` naming the mistake."""
+    __tracebackhide__ = True
+    with no_delegation('sample_noise_level', ('sr3lit.loss:sample_noise_level',)): _check_noise_level_draws(fn, seed)
+
+def _check_noise_level_draws(fn: Callable, seed: int) -> None:
+    __tracebackhide__ = True
     ex, n, checks = 'sample_noise_level', 20_000, 0
     wide = NoiseSchedule.from_gammas([0.64, 0.25, 0.04, 0.0025])
     report = NoiseSchedule.make('linear', 2000)                    # the report's schedule
     def fail(message): raise CheckFailed(f"{ex}: {message}")
-    _draw(fn, wide, 5, 0); checks += 1                                                    # shapes and dtypes
+    _draw(fn, wide, 5, seed + 0); checks += 1                                                    # shapes and dtypes
     for method in ('gamma', 'sqrt_gamma'):
-        t, level = _draw(fn, wide, n, 1, method=method)
+        t, level = _draw(fn, wide, n, seed + 1, method=method)
         for diagnose in (_step_counts_diagnosis, _interval_diagnosis, _position_diagnosis):   # in this order: each needs the last
             if (diagnosis := diagnose(wide, t, level, method)): fail(diagnosis)
             checks += 1
-    t, level = _draw(fn, wide, 64, 3, one_t_per_batch=True)
+    t, level = _draw(fn, wide, 64, seed + 3, one_t_per_batch=True)
     if len(t.unique()) != 1: fail("with one_t_per_batch=True the batch must share one t: draw one step and expand it to the batch.")
     if len(level.unique()) == 1: fail("with one_t_per_batch=True the batch shares t but each image still draws its own gamma.")
     if (diagnosis := _interval_diagnosis(wide, t, level)): fail(diagnosis + " (with one_t_per_batch=True)")
     checks += 2
-    (t1, l1), (t2, l2), (t3, l3) = (_draw(fn, wide, 256, seed) for seed in (4, 4, 5))
+    (t1, l1), (t2, l2), (t3, l3) = (_draw(fn, wide, 256, seed + s) for s in (4, 4, 5))
     if not (torch.equal(t1, t2) and torch.equal(l1, l2)):
         which = 'the steps t' if not torch.equal(t1, t2) else 'the noise levels'
         fail(f"two calls with generators seeded alike give different {which}: pass generator=generator to every random "
              f"call (torch.randint(..., generator=generator), torch.rand(..., generator=generator)).")
     if torch.equal(t1, t3) and torch.equal(l1, l3): fail("generators with different seeds give the same draws.")
     checks += 1
-    t, level = _draw(fn, report, n, 6)
+    t, level = _draw(fn, report, n, seed + 6)
     if (diagnosis := _interval_diagnosis(report, t, level)): fail(diagnosis + " (the report's schedule, T = 2000)")
     first_steps = NoiseSchedule(report.betas[:4])                   # gamma_1 = 1 - 1e-6: intervals 1e-6 wide near 1
-    t, level = _draw(fn, first_steps, 2000, 7)
+    t, level = _draw(fn, first_steps, 2000, seed + 7)
     if (diagnosis := _interval_diagnosis(first_steps, t, level)): fail(diagnosis + " (the report's first four steps)")
     checks += 2
-    t, level = _draw(fn, wide, 1, 9); checks += 1                                       # a batch of one
+    t, level = _draw(fn, wide, 1, seed + 9); checks += 1                                       # a batch of one
     print_passed(ex, checks)
 
 # %% ../nbs/04_loss.ipynb #d1bdc39f
@@ -259,8 +264,8 @@ LOSS_MISTAKES = [
 ]
 
 def _loss_variants(model: _ProbeNet, x: torch.Tensor | None, y0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor,
-                   p: int, reduction: str) -> dict:
-    "What each mistake of LOSS_MISTAKES gives, computed with the same probe network."
+                   p: int, reduction: str) -> tuple[torch.Tensor, dict]:
+    "The expected loss, and what each mistake of LOSS_MISTAKES gives, computed with the same probe network."
     dt = y0.dtype
     def predict(gamma_noised=None, net_level=None, swap=False, clean=False):
         gamma = level ** 2 if gamma_noised is None else gamma_noised
@@ -281,11 +286,11 @@ def _loss_variants(model: _ProbeNet, x: torch.Tensor | None, y0: torch.Tensor, n
     else: v['mean_for_sum'], v['sum_over_batch'] = e.mean(), e.sum()
     v['not_reduced'] = lambda out: torch.is_tensor(out) and out.ndim > 0 and any(
         close_enough(out, r, 1e-5, 1e-6) for r in (e, e.flatten(1).mean(1), e.flatten(1).sum(1)))
-    return v
+    return reduce(e), v
 
-def _loss_cases() -> list[Case]:
-    import sr3lit.loss as _ref    # the reference: in a student's copy of this chapter, `diffusion_loss` is the student's
-    gen = torch.Generator().manual_seed(11)
+def _loss_cases(seed: int = 11) -> list[Case]:
+    "The test cases (a grader draws hidden ones with another `seed`); the expected losses come from `_loss_variants`."
+    gen = torch.Generator().manual_seed(seed)
     report = NoiseSchedule.make('linear', 2000)
     specs = [  # (batch, channels, size, dtype, conditioned, p, reduction)
         (4, 3, (8, 8), torch.float32, True, 1, 'mean'), (3, 1, (5, 7), torch.float64, False, 2, 'mean'),
@@ -298,9 +303,9 @@ def _loss_cases() -> list[Case]:
         x = random_images((B, C, H, W), gen, dt) if conditioned else None
         level = torch.rand(B, generator=gen, dtype=torch.float64) * 0.9 + 0.05            # sqrt(gamma) in (0.05, 0.95)
         model = _ProbeNet(C if conditioned else 0, C, B, dt)
-        with torch.no_grad(): expected = _ref.diffusion_loss(model, x, y0, report, p, reduction, noise=noise, noise_level=level)
         label = f"y0 {describe(y0)}, {'with' if conditioned else 'without'} x_lr_up, p={p}, reduction={reduction!r}"
-        cases.append(Case(label, (model, x, y0, report), expected, _loss_variants(model, x, y0, noise, level, p, reduction),
+        with torch.no_grad(): expected, variants = _loss_variants(model, x, y0, noise, level, p, reduction)
+        cases.append(Case(label, (model, x, y0, report), expected, variants,
                           kwargs=dict(p=p, reduction=reduction, noise=noise, noise_level=level)))
     return cases
 
@@ -313,15 +318,17 @@ def _scalar(exercise: str) -> Callable:
         return out.reshape(()) if torch.is_tensor(out) and out.numel() == 1 else out
     return extract
 
-def check_loss(fn: Callable) -> None:
+def check_loss(fn: Callable, seed: int = 11) -> None:
     """Check a student's `diffusion_loss(model, x_lr_up, y0, schedule, p, reduction, noise=, noise_level=)` against
-    `sr3lit.loss.diffusion_loss`; raise `CheckFailed` naming the mistake."""
-    ex, cases = 'diffusion_loss', _loss_cases()
-    hint = ("the loss is |model(cat([x_lr_up, y_noisy], 1), noise_level) - noise|**p with y_noisy = "
-            "q_sample(y0, noise_level**2, noise), reduced as `reduction` says.")
-    n = run_check(ex, fn, cases, LOSS_MISTAKES, hint, extract=_scalar(ex))
-    case = cases[0]                                                       # the loss must reach the network's weights
-    out = fn(*case.args, **case.kwargs)
+    losses computed independently of `sr3lit.loss.diffusion_loss`; raise `CheckFailed` naming the mistake."""
+    __tracebackhide__ = True
+    ex, cases = 'diffusion_loss', _loss_cases(seed)
+    hint = ("go through eq. 13 and Algorithm 1 step by step: what the network is given (which image, which noise level, "
+            "in which order), what its output is compared with, the power p, and how `reduction` reduces it.")
+    with no_delegation(ex, ('sr3lit.loss:diffusion_loss',), (_loss_variants,)):
+        n = run_check(ex, fn, cases, LOSS_MISTAKES, hint, extract=_scalar(ex))
+        case = cases[0]                                                       # the loss must reach the network's weights
+        out = call_exercise(ex, fn, case.args, case.kwargs)
     if not out.requires_grad:
         raise CheckFailed(f"{ex}: the loss does not depend on the network's parameters for autograd (out.requires_grad is "
                           f"False): no torch.no_grad(), .detach() or .item() on the way from the prediction to the loss.")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Case, Mistake, close_enough, describe, print_passed, run_check
+from .checks import Case, Mistake, close_enough, describe, no_delegation, print_passed, run_check
 from .data import downsample
 
 # %% auto #0
@@ -67,9 +67,9 @@ def _check_range(sr: torch.Tensor, hr: torch.Tensor, value_range: tuple[float, f
     if (lo, hi) == (-1.0, 1.0): return sr, hr
     return tuple((x - lo) * (2 / (hi - lo)) - 1 for x in (sr, hr))
 
-def _prepare_pair(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, crop_border: int,
-                  quantize: bool, value_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "Validated float64 pixel tensors (B, C, H', W') of `sr` and `hr`, as the metrics see them."
+def _validate_pair(sr: torch.Tensor, hr: torch.Tensor, crop_border: int,
+                   value_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "`sr` and `hr` checked (type, shape, range, border) and mapped to [-1, 1]; still unclipped."
     _check_images('sr', sr); _check_images('hr', hr)
     sr, hr = _check_range(sr, hr, value_range)
     if sr.shape != hr.shape: raise ValueError(f"sr and hr must have the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
@@ -77,10 +77,20 @@ def _prepare_pair(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, crop_bord
         raise ValueError(f"crop_border must be a non-negative int, got {crop_border!r}")
     H, W = sr.shape[-2:]
     if 2 * crop_border >= min(H, W): raise ValueError(f"crop_border={crop_border} leaves nothing of a {H}x{W} image")
-    pixels = [to_pixels(im, quantize) for im in (sr, hr)]
+    return sr, hr
+
+def _luma_and_border(*pixels: torch.Tensor, y_channel: bool, crop_border: int) -> tuple[torch.Tensor, ...]:
+    "Pixel tensors reduced to the Y channel if `y_channel`, and `crop_border` pixels cut from each side."
+    H, W = pixels[0].shape[-2:]
     if y_channel: pixels = [rgb_to_y(p) for p in pixels]
     if crop_border: pixels = [p[..., crop_border:H - crop_border, crop_border:W - crop_border] for p in pixels]
-    return pixels[0], pixels[1]
+    return tuple(pixels)
+
+def _prepare_pair(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool, crop_border: int,
+                  quantize: bool, value_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Validated float64 pixel tensors (B, C, H', W') of `sr` and `hr`, as the metrics see them."
+    sr, hr = _validate_pair(sr, hr, crop_border, value_range)
+    return _luma_and_border(to_pixels(sr, quantize), to_pixels(hr, quantize), y_channel=y_channel, crop_border=crop_border)
 
 # %% ../nbs/08_metrics.ipynb #5ffa36e1
 def psnr(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
@@ -89,7 +99,12 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, y_channel: bool = False, crop_borde
     on [0, 255] pixels (RGB, or BT.601 Y if `y_channel`), `crop_border` pixels cut from each side, rounded
     to 8 bits first if `quantize`. Returns a float64 tensor (B,); identical images give inf. Images on another
     scale need `value_range` (e.g. (0, 1)); far out of range is an error, both in [0, 1] a warning."""
-    a, b = _prepare_pair(sr, hr, y_channel, crop_border, quantize, value_range)
+    sr, hr = _validate_pair(sr, hr, crop_border, value_range)                   # [-1, 1] batches of one shape
+    ### BEGIN SOLUTION
+    a, b = ((x.detach().to(torch.float64).clamp(-1, 1) + 1) * 127.5 for x in (sr, hr))   # [0, 255], as saved
+    if quantize: a, b = a.round(), b.round()                                              # 8-bit grey levels
+    ### END SOLUTION
+    a, b = _luma_and_border(a, b, y_channel=y_channel, crop_border=crop_border)
     ### BEGIN SOLUTION
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
     # MSE = 0 means a perfect reconstruction: PSNR is +inf by definition, said explicitly
@@ -116,12 +131,12 @@ def _psnr_variant(sr: torch.Tensor, hr: torch.Tensor, *, clip: bool = True, pixe
     return value.mean() if batch_mean else value
 
 PSNR_MISTAKES = [
-    Mistake('range_1', "your PSNR is 6.02 dB too low: it uses a data range of 1 for [-1, 1] images, which span 2 (the "
-            "same happens with pixels x*255 instead of (x+1)*127.5). Compute on 8-bit pixels round((x+1)*127.5) with peak 255."),
+    Mistake('range_1', "your PSNR is 6.02 dB too low: it uses a data range (peak) of 1 for [-1, 1] images, which span 2 "
+            "(the same happens with pixels x*255). The convention measures the 8-bit pixels of the saved image, peak 255."),
     Mistake('range_255_unit', "your PSNR is about 42 dB too high: it puts the peak 255 over the squared error of the "
             "[-1, 1] values. Map the images to 8-bit pixels round((clip(x, -1, 1) + 1) * 127.5) first."),
-    Mistake('raw', "your PSNR matches the [-1, 1] values with data range 2 (or unrounded [0, 255] pixels): the convention "
-            "measures the images as saved, so clip to [-1, 1], map to [0, 255] and round to integers first."),
+    Mistake('raw', "your PSNR matches the [-1, 1] values with data range 2 (the same number as unrounded [0, 255] "
+            "values): the convention measures the images as saved, as 8-bit pixels with peak 255, clipped and rounded."),
     Mistake('unquantized', "your pixels are not rounded to integers: round((clip(x, -1, 1) + 1) * 127.5), the 8-bit "
             "image that is saved and compared."),
     Mistake('unclipped', "your images are not clipped to [-1, 1] before conversion: a sample that overshoots is saved "
@@ -153,9 +168,13 @@ def _psnr_pair(shape, gen: torch.Generator, dtype, spread: float) -> tuple[torch
     to_unit = lambda p: (p / 127.5 - 1).to(dtype)
     return to_unit(sr_levels + offset()), to_unit(levels + offset())
 
-def _psnr_cases() -> list[Case]:
-    import sr3lit.metrics as _ref    # the reference: in a student's copy of this chapter, `psnr` is the student's
-    gen = torch.Generator().manual_seed(10)
+def _either(*targets: torch.Tensor) -> Callable:
+    "A variant matched by any of `targets` (a data-range mistake made on clipped or unclipped values)."
+    return lambda out: any(close_enough(out, t, 1e-5, 1e-5) for t in targets)
+
+def _psnr_cases(seed: int = 10) -> list[Case]:
+    "The test cases (a grader draws hidden ones with another `seed`); the expected values come from `_psnr_variant`."
+    gen = torch.Generator().manual_seed(seed)
     specs = [((4, 3, 16, 16), torch.float32, 6.0), ((3, 1, 8, 8), torch.float64, 3.0), ((1, 3, 12, 12), torch.float64, 10.0),
              ((5, 3, 8, 8), torch.float32, 20.0), ((2, 3, 8, 8), torch.float64, 4.0)]
     cases = []
@@ -163,14 +182,15 @@ def _psnr_cases() -> list[Case]:
         sr, hr = _psnr_pair(shape, gen, dt, spread)
         what = f"sr, hr {describe(sr)}, errors of about {spread:g} grey levels"
         if k == len(specs) - 1: sr[0], what = hr[0], what + ", the first image identical"
-        v = {'range_1': _psnr_variant(sr, hr, clip=False, unit=True, peak=1.0), 'range_255_unit': _psnr_variant(sr, hr, clip=False, unit=True),
-             'raw': _psnr_variant(sr, hr, clip=False, pixels=None), 'unquantized': _psnr_variant(sr, hr, pixels=None),
+        v = {'range_1': _either(*(_psnr_variant(sr, hr, clip=c, unit=True, peak=1.0) for c in (False, True))),
+             'range_255_unit': _psnr_variant(sr, hr, clip=False, unit=True),
+             'raw': _psnr_variant(sr, hr, clip=False, unit=True, peak=2.0), 'unquantized': _psnr_variant(sr, hr, pixels=None),
              'unclipped': _psnr_variant(sr, hr, clip=False), 'truncated': _psnr_variant(sr, hr, pixels='floor'),
              'batch_mean': _psnr_variant(sr, hr, batch_mean=True), 'batch_mse': _psnr_variant(sr, hr, over='batch'),
              'per_channel': _psnr_variant(sr, hr, over='channel'), 'ln': _psnr_variant(sr, hr, log=torch.log),
              'peak_not_squared': _psnr_variant(sr, hr, squared_peak=False), 'mse_as_rmse': _psnr_variant(sr, hr, mse_as_rmse=True),
              'sum_errors': _psnr_variant(sr, hr, sum_errors=True)}
-        expected = _ref.psnr(sr, hr)
+        expected = _psnr_variant(sr, hr)                                  # every convention at its default
         if torch.isinf(expected).any():
             finite = torch.isfinite(expected)
             v['identical_not_inf'] = lambda out, e=expected, f=finite: (torch.is_tensor(out) and out.shape == e.shape and
@@ -178,11 +198,15 @@ def _psnr_cases() -> list[Case]:
         cases.append(Case(what, (sr, hr), expected, v, rtol=1e-5, atol=1e-5))
     return cases
 
-def check_psnr(fn: Callable) -> None:
-    "Check a student's `psnr(sr, hr)` (per image, [-1, 1] batches, on 8-bit pixels) against `sr3lit.metrics.psnr`."
-    hint = ("PSNR is 10*log10(255**2/MSE) per image, the MSE over each image's 8-bit pixels "
-            "round((clip(x, -1, 1) + 1) * 127.5).")
-    print_passed('psnr', run_check('psnr', fn, _psnr_cases(), PSNR_MISTAKES, hint))
+def check_psnr(fn: Callable, seed: int = 10) -> None:
+    """Check a student's `psnr(sr, hr)` (per image, [-1, 1] batches, on 8-bit pixels) against values computed
+    independently of `sr3lit.metrics.psnr`; `Delegated` if it calls sr3lit's PSNR, `to_pixels` or the check's reference."""
+    __tracebackhide__ = True
+    hint = ("go through the convention above step by step: which values the images are measured on (clipped? mapped "
+            "how? rounded?), what is averaged over which axes, and the peak and logarithm of the decibels.")
+    library = ('sr3lit.metrics:psnr', 'sr3lit.metrics:to_pixels', 'sr3lit.metrics:_prepare_pair')
+    with no_delegation('psnr', library, (_psnr_variant, to_pixels)):
+        print_passed('psnr', run_check('psnr', fn, _psnr_cases(seed), PSNR_MISTAKES, hint))
 
 # %% ../nbs/08_metrics.ipynb #62cff051
 SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW = 0.01, 0.03, 1.5, 11

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, per_image, print_passed, random_images,
+from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, no_delegation, per_image, print_passed, random_images,
                            random_normal, run_check, step_terms)
 from .forward import per_sample, q_sample, timestep_tensor
 from .schedules import NoiseSchedule
@@ -23,10 +23,10 @@ __all__ = ['POSTERIOR_MEAN_MISTAKES', 'POSTERIOR_VARIANCE_MISTAKES', 'posterior_
 def posterior_coefficients(schedule: NoiseSchedule, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Float64 tensors (B,) at steps `t` (int or (B,), 1..T): the coefficient of $y_t$, the coefficient of $y_0$,
     and the variance $\\tilde\\beta_t$ of $q(y_{t-1} \\mid y_t, y_0)$ (eq. 9 corrected, eq. 10)."""
-    t = timestep_tensor(schedule, t)
+    t = timestep_tensor(schedule, t)                                              # (B,) long, each in 1..T
+    ### BEGIN SOLUTION
     beta, alpha = schedule.at('betas', t), schedule.at('alphas', t)
     gamma, gamma_prev = schedule.at('gammas', t), schedule.at('gammas_prev', t)      # gamma_t, gamma_{t-1}
-    ### BEGIN SOLUTION
     coef_yt = alpha.sqrt() * (1 - gamma_prev) / (1 - gamma)
     coef_y0 = gamma_prev.sqrt() * beta / (1 - gamma)
     variance = (1 - gamma_prev) / (1 - gamma) * beta
@@ -73,6 +73,8 @@ POSTERIOR_MEAN_MISTAKES = [
             "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
     Mistake('t_minus_1', "your mean is the posterior of step t-1: t is off by one. Step t's terms are at index t-1, "
             "e.g. schedule.at('gammas', t), and gamma_{t-1} is schedule.at('gammas_prev', t)."),
+    Mistake('t1_wraps', "your mean is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 (the clean image): an index "
+            "t-2 wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
     Mistake('float32', "your mean matches the formula computed in float32: at the report's early steps 1 - gamma_{t-1} "
             "is about 1e-6 and float32 keeps it to about 1%. Compute the coefficients in float64 (the schedule's arrays "
             "are float64) and cast only the results to y_t's dtype."),
@@ -90,6 +92,8 @@ POSTERIOR_VARIANCE_MISTAKES = [
             "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
     Mistake('t_minus_1', "your variance is that of step t-1: t is off by one. Step t's terms are at index t-1, and "
             "gamma_{t-1} is schedule.at('gammas_prev', t)."),
+    Mistake('t1_wraps', "your variance is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 and the variance is 0: "
+            "an index t-2 wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
     Mistake('float32', "your variance matches the formula computed in float32: at the report's early steps "
             "1 - gamma_{t-1} is about 1e-6 and float32 keeps it to about 1%. Compute in float64, cast at the end."),
     Mistake('shape_B', "your variance has shape (B,): it must broadcast against y_t of shape (B, C, H, W), and a (B,) "
@@ -101,6 +105,8 @@ def _posterior_formula(schedule: NoiseSchedule, t, y0: torch.Tensor, yt: torch.T
     mistakes in `swap`; None if a step falls outside 1..T."""
     s = step_terms(schedule, torch.as_tensor(t).reshape(-1) + shift)
     if s is None: return None
+    if swap.get('t1_wraps'):                                                      # gamma_prev read at index t-2
+        s['gp'] = torch.where(torch.as_tensor(t).reshape(-1) + shift == 1, float(schedule.gammas[-1]), s['gp'])
     b, a, g, gp = (per_image(s[k].to(dtype), yt) for k in ('b', 'a', 'g', 'gp'))
     num_yt = (1 - g) if swap.get('gamma_in_yt') else (1 - gp)
     root_y0 = g.sqrt() if swap.get('gamma_in_y0') else (gp if swap.get('gamma_prev_no_sqrt') else gp.sqrt())
@@ -120,12 +126,14 @@ def _posterior_variants(schedule: NoiseSchedule, y0: torch.Tensor, yt: torch.Ten
              'gamma_in_y0': mean(gamma_in_y0=True), 'alpha_no_sqrt': mean(alpha_no_sqrt=True),
              'gamma_prev_no_sqrt': mean(gamma_prev_no_sqrt=True), 'swapped': mean(swapped=True), 'minus': mean(minus=True),
              't_plus_1': mean(shift=1), 't_minus_1': mean(shift=-1)}
+    if (torch.as_tensor(t) == 1).any(): means['t1_wraps'] = mean(t1_wraps=True)
     if yt.dtype == torch.float32: means['float32'] = mean(dtype=torch.float32)
     s = step_terms(schedule, torch.as_tensor(t).reshape(-1))
     b, g, gp = (per_image(s[k], yt) for k in ('b', 'g', 'gp'))
     beta_tilde = (1 - gp) / (1 - g) * b
     variances = {'beta': full(b), 'ratio_flipped': full((1 - g) / (1 - gp) * b), 'std': full(beta_tilde.sqrt()),
                  'marginal': full(1 - g), 't_plus_1': full(var(shift=1)), 't_minus_1': full(var(shift=-1))}
+    if (torch.as_tensor(t) == 1).any(): variances['t1_wraps'] = full(var(t1_wraps=True))
     if yt.dtype == torch.float32: variances['float32'] = full(var(dtype=torch.float32))
     B = yt.shape[0]
     flat = beta_tilde.flatten().expand(B) if beta_tilde.numel() == 1 else beta_tilde.flatten()
@@ -134,9 +142,9 @@ def _posterior_variants(schedule: NoiseSchedule, y0: torch.Tensor, yt: torch.Ten
         variances['shape_B'] = flat.reshape(*[1] * (yt.ndim - 1), -1).expand(yt.shape).to(yt.dtype)   # lined up with W
     return means, variances
 
-def _posterior_cases() -> tuple[list[Case], list[Case]]:
-    import sr3lit.posterior as _ref    # the reference: in a student's copy of this chapter, the functions above are the student's
-    gen = torch.Generator().manual_seed(7)
+def _posterior_cases(seed: int = 7) -> tuple[list[Case], list[Case]]:
+    "Mean and variance cases (a grader draws hidden ones with another `seed`), expected values from `_posterior_formula`."
+    gen = torch.Generator().manual_seed(seed)
     big = NoiseSchedule(np.linspace(0.05, 0.3, 10))
     report, cosine = NoiseSchedule.make('linear', 2000), NoiseSchedule.make('cosine', 100)
     respaced = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2).respace(25)
@@ -152,7 +160,8 @@ def _posterior_cases() -> tuple[list[Case], list[Case]]:
     for sched, what, shape, dtype, t in specs:
         y0 = random_images(shape, gen, dtype)
         yt = q_sample(y0, sched.at('gammas', torch.as_tensor(t).reshape(-1)).expand(shape[0]), random_normal(shape, gen, dtype))
-        mean, var = _ref.posterior_mean_variance(sched, y0, yt, t)
+        mean, var = _posterior_formula(sched, t, y0, yt)                # float64 terms, independent of the exercise
+        var = var.to(yt.dtype)
         label = f"y0, yt {describe(y0)}, {what}, t = {t.tolist() if torch.is_tensor(t) else t}"
         means, variances = _posterior_variants(sched, y0, yt, t)
         args = (sched, y0, yt, t)
@@ -174,15 +183,18 @@ def _pair_part(exercise: str, index: int, broadcast_to_input: int | None = None)
         return part
     return extract
 
-def check_posterior(fn: Callable) -> None:
+def check_posterior(fn: Callable, seed: int = 7) -> None:
     """Check a student's `posterior_mean_variance(schedule, y0, yt, t)` (mean and variance of q(y_{t-1} | y_t, y_0))
-    against `sr3lit.posterior`; raise `CheckFailed` naming the mistake."""
-    ex, mean_cases, var_cases = 'posterior_mean_variance', *_posterior_cases()
-    dtype_hint = "compute the coefficients in float64 and cast them with .to(yt.dtype)."
-    n = run_check(ex + ' (the mean)', fn, mean_cases, POSTERIOR_MEAN_MISTAKES, extract=_pair_part(ex, 0), dtype_hint=dtype_hint,
-             hint="the mean is sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)*y_t + sqrt(gamma_{t-1})*beta_t/(1-gamma_t)*y_0.")
-    n += run_check(ex + ' (the variance)', fn, var_cases, POSTERIOR_VARIANCE_MISTAKES, extract=_pair_part(ex, 1, 2), dtype_hint=dtype_hint,
-              hint="the variance is (1-gamma_{t-1})/(1-gamma_t)*beta_t, shaped (B, 1, 1, 1).")
+    against values computed independently of `sr3lit.posterior`; raise `CheckFailed` naming the mistake."""
+    __tracebackhide__ = True
+    ex, mean_cases, var_cases = 'posterior_mean_variance', *_posterior_cases(seed)
+    dtype_hint = "compute the coefficients in float64 and cast them to yt's dtype."
+    library = ('sr3lit.posterior:posterior_mean_variance', 'sr3lit.posterior:posterior_coefficients')
+    with no_delegation(ex, library, (_posterior_formula, _posterior_variants)):
+        n = run_check(ex + ' (the mean)', fn, mean_cases, POSTERIOR_MEAN_MISTAKES, extract=_pair_part(ex, 0), dtype_hint=dtype_hint,
+                 hint="compare each coefficient with eq. 9 as corrected above (which gamma belongs in each numerator, which terms take a square root).")
+        n += run_check(ex + ' (the variance)', fn, var_cases, POSTERIOR_VARIANCE_MISTAKES, extract=_pair_part(ex, 1, 2), dtype_hint=dtype_hint,
+                  hint="compare with eq. 10 above; the variance is shaped (B, 1, 1, 1) to broadcast against y_t.")
     print_passed(ex, n)
 
 # %% ../nbs/02_posterior.ipynb #14ee0d92

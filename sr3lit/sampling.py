@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, per_image, print_passed, random_images,
+from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, no_delegation, per_image, print_passed, random_images,
                            random_normal, run_check, step_terms)
 from .forward import timestep_tensor
 from .posterior import posterior_mean_variance, predict_y0_from_noise
@@ -174,7 +174,8 @@ class _StepProbe(nn.Module):
 def _reverse_step_variant(model: Callable, schedule: NoiseSchedule, x_up: torch.Tensor, y_t: torch.Tensor, t, noise: torch.Tensor,
                          clip_denoised: bool = True, variance: str = 'posterior', *, shift: int = 0, level: str = 'sqrt_gamma',
                          swap_inputs: bool = False, eps_as_y0: bool = False, clip: bool | None = None, clip_output: bool = False,
-                         std: bool = True, paren_at_end: bool = False, noise_at_last: bool = False, no_noise: bool = False):
+                         std: bool = True, paren_at_end: bool = False, noise_at_last: bool = False, no_noise: bool = False,
+                         noise_sign: float = 1.0, eq11_without_alpha: bool = False):
     """One reverse step computed from the schedule's arrays in float64, with a switch per typical mistake (all off:
     the reference step). `shift` moves every term to step t+shift; `level` is what the network is given
     ('sqrt_gamma', 'gamma', or 'sqrt_gamma_prev'); `clip` overrides `clip_denoised`. None if a step leaves 1..T."""
@@ -189,10 +190,11 @@ def _reverse_step_variant(model: Callable, schedule: NoiseSchedule, x_up: torch.
     y0_hat = eps if eps_as_y0 else (Y - (1 - g).sqrt() * eps) / g.sqrt()
     if clip_denoised if clip is None else clip: y0_hat = y0_hat.clamp(-1, 1)
     mean = a.sqrt() * (1 - gp) / (1 - g) * Y + gp.sqrt() * b / (1 - g) * y0_hat
+    if eq11_without_alpha: mean = Y - b / (1 - g).sqrt() * eps                  # eq. 11's mean without its 1/sqrt(alpha_t)
     var = (1 - gp) / (1 - g) * b if variance == 'posterior' else b
     scale = (var.sqrt() if std else var) / (a.sqrt() if paren_at_end else 1)
     adds_noise = torch.full_like(g, float(not no_noise)) if noise_at_last or no_noise else per_image((t > 1).to(torch.float64), y_t)
-    out = mean + adds_noise * scale * noise.to(torch.float64)
+    out = mean + noise_sign * adds_noise * scale * noise.to(torch.float64)
     return (out.clamp(-1, 1) if clip_output else out).to(dt)
 
 REVERSE_STEP_MISTAKES = [
@@ -212,6 +214,10 @@ REVERSE_STEP_MISTAKES = [
     Mistake('paren_at_end', "your step divides the noise by sqrt(alpha_t) too, as the report's Algorithm 2 reads with its "
             "parenthesis closed at the end: 1/sqrt(alpha_t) multiplies only y_t - beta_t/sqrt(1-gamma_t)*eps, the noise "
             "is added after."),
+    Mistake('noise_sign', "your step subtracts the noise term: y_{t-1} is the mean plus sigma_t times `noise` (the "
+            "distribution is symmetric, but the check, like a seeded sampler, gives you the noise to add)."),
+    Mistake('no_inv_sqrt_alpha', "your mean matches eq. 11 without its factor 1/sqrt(alpha_t): the whole bracket "
+            "y_t - beta_t/sqrt(1-gamma_t)*eps is divided by sqrt(alpha_t)."),
     Mistake('no_noise', "your step adds no noise: y_{t-1} = mean + sigma_t*noise for t > 1 (only t = 1 returns the mean)."),
     Mistake('gamma_to_net', "the network is given gamma_t where it takes the noise level sqrt(gamma_t)."),
     Mistake('prev_level', "the network is given sqrt(gamma_{t-1}), the noise level of the step below: y_t carries "
@@ -228,9 +234,9 @@ REVERSE_STEP_MISTAKES = [
             "fresh noise only when noise is None)."),
 ]
 
-def _reverse_step_cases() -> list[Case]:
-    import sr3lit.sampling as _ref    # the reference: in a student's copy of this chapter, `p_sample_step` is the student's
-    gen = torch.Generator().manual_seed(5)
+def _reverse_step_cases(seed: int = 5) -> list[Case]:
+    "The test cases (a grader draws hidden ones with another `seed`); expected values from `_reverse_step_variant`."
+    gen = torch.Generator().manual_seed(seed)
     linear = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
     respaced, cosine = linear.respace(20), NoiseSchedule.make('cosine', 50)
     specs = [  # (schedule, label, shape, dtype, t, clip_denoised, variance)
@@ -248,12 +254,13 @@ def _reverse_step_cases() -> list[Case]:
         x_up, y_t, noise = random_images(shape, gen, dt), random_normal(shape, gen, dt) * 1.2, random_normal(shape, gen, dt)
         model = _StepProbe(C, B)
         args, kwargs = (model, sched, x_up, y_t, t), dict(noise=noise, clip_denoised=clip, variance=variance)
-        expected = _ref.p_sample_step(*args, **kwargs)
+        expected = _reverse_step_variant(*args, noise, clip, variance)           # float64, every switch off
         step = lambda **kw: _reverse_step_variant(*args, noise, clip, variance, **kw)
         v = {'noise_at_last': step(noise_at_last=True), 'clip_output': step(clip=False, clip_output=True),
              'variance_not_std': step(std=False), 'paren_at_end': step(paren_at_end=True), 'no_noise': step(no_noise=True),
              'gamma_to_net': step(level='gamma'), 'prev_level': step(level='sqrt_gamma_prev'), 't_plus_1': step(shift=1),
-             't_minus_1': step(shift=-1), 'swap_inputs': step(swap_inputs=True), 'eps_as_y0': step(eps_as_y0=True)}
+             't_minus_1': step(shift=-1), 'swap_inputs': step(swap_inputs=True), 'eps_as_y0': step(eps_as_y0=True),
+             'noise_sign': step(noise_sign=-1.0), 'no_inv_sqrt_alpha': step(eq11_without_alpha=True)}
         v['no_clip' if clip else 'always_clip'] = step(clip=not clip)
         v['beta_for_posterior' if variance == 'posterior' else 'posterior_for_beta'] = _reverse_step_variant(
             *args, noise, clip, 'beta' if variance == 'posterior' else 'posterior')
@@ -268,13 +275,15 @@ def _reverse_step_cases() -> list[Case]:
         cases.append(Case(label, args, expected, v, kwargs, atol=1e-5 if dt == torch.float32 else None))
     return cases
 
-def check_reverse_step(fn: Callable) -> None:
+def check_reverse_step(fn: Callable, seed: int = 5) -> None:
     """Check a student's `p_sample_step(model, schedule, x_up, y_t, t, noise=, clip_denoised=, variance=)` against
-    `sr3lit.sampling.p_sample_step`; raise `CheckFailed` naming the mistake."""
-    hint = ("one step is: eps = model(cat([x_up, y_t], 1), sqrt(gamma_t)); y0_hat = (y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t), "
-            "clipped if asked; y_{t-1} = posterior mean(y_t, y0_hat) + sigma_t*noise, with no noise at t = 1.")
-    n = run_check('p_sample_step', fn, _reverse_step_cases(), REVERSE_STEP_MISTAKES, hint,
-             dtype_hint="return a tensor of y_t's dtype (cast the float64 schedule terms with .to(y_t.dtype)).")
+    steps computed independently of `sr3lit.sampling.p_sample_step`; raise `CheckFailed` naming the mistake."""
+    __tracebackhide__ = True
+    hint = ("go through Algorithm 2 and the derivation above step by step: what the network is given, how the clean "
+            "image is estimated from its output (and when it is clipped), the mean and the noise of the step, and step t = 1.")
+    with no_delegation('p_sample_step', ('sr3lit.sampling:p_sample_step',), (_reverse_step_variant,)):
+        n = run_check('p_sample_step', fn, _reverse_step_cases(seed), REVERSE_STEP_MISTAKES, hint,
+                 dtype_hint="return a tensor of y_t's dtype (cast the float64 schedule terms to y_t's dtype).")
     print_passed('p_sample_step', n)
 
 # %% ../nbs/09_sampling.ipynb #871ebfbb
