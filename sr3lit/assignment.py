@@ -14,7 +14,7 @@ from typing import Sequence
 # %% auto #0
 __all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'BEGIN_HIDDEN', 'END_HIDDEN', 'CODE_STUB', 'TEXT_STUB', 'STUDENT_NOTE',
            'AssignmentError', 'strip_solutions', 'strip_export_directives', 'student_notebook', 'read_notebook',
-           'write_notebook', 'write_assignments']
+           'write_notebook', 'has_exercises', 'expand_notebooks', 'write_assignments']
 
 # %% ../nbs/18_assignment.ipynb #e662d3f7
 BEGIN_SOLUTION, END_SOLUTION = '### BEGIN SOLUTION', '### END SOLUTION'
@@ -114,9 +114,26 @@ def write_notebook(nb: dict, path: Path) -> None:
     "Write `nb` as nbformat JSON (one-space indent, as Jupyter writes it)."
     Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n', encoding='utf-8')
 
+def has_exercises(path: Path) -> bool:
+    "Whether notebook `path` has a solution region (a chapter with exercises)."
+    nb = read_notebook(path)
+    return any(line.strip() == BEGIN_SOLUTION for c in nb.get('cells', []) for line in _source_text(c).split('\n'))
+
+def expand_notebooks(paths: Sequence[Path]) -> list[Path]:
+    "Notebooks as given, with each folder replaced by its notebooks that have exercises (sorted)."
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            chapters = [q for q in sorted(p.glob('*.ipynb')) if has_exercises(q)]
+            if not chapters: raise AssignmentError(f"{p} holds no notebook with a '{BEGIN_SOLUTION}' region")
+            found += chapters
+        else: found.append(p)
+    return found
+
 def write_assignments(notebooks: Sequence[Path], out: Path, overwrite: bool = False) -> dict[Path, int]:
-    "Write the student version of each notebook into folder `out`, under the same file name; {written path: regions}."
-    notebooks, out = [Path(p) for p in notebooks], Path(out)
+    """Write the student version of each notebook into folder `out`, under the same file name; {written path: regions}.
+    A folder among `notebooks` stands for its chapters with exercises (`sr3lit assignment nbs --out course/`)."""
+    notebooks, out = expand_notebooks(notebooks), Path(out)
     if not notebooks: raise AssignmentError("no notebooks given")
     if out.exists() and not out.is_dir(): raise AssignmentError(f"{out} exists and is not a folder")
     targets = [out / p.name for p in notebooks]

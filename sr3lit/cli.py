@@ -26,13 +26,14 @@ from . import training      # training.train: the tests replace it to simulate a
 from . import inference
 from . import evaluate, experiments, report
 from . import assignment
+from . import grading
 from .sampling import SAMPLER_SCHEDULES, SAMPLERS, SCHEDULE_METHODS
 
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'Subcommand', 'register_subcommand', 'subcommand', 'build_parser', 'main', 'prepare',
            'add_train_arguments', 'config_from_args', 'train_command', 'add_sample_arguments', 'sample_command',
            'add_eval_arguments', 'eval_command', 'add_reproduce_arguments', 'reproduce_command',
-           'add_assignment_arguments', 'assignment_command']
+           'add_assignment_arguments', 'assignment_command', 'add_grade_arguments', 'grade_command']
 
 # %% ../nbs/19_cli.ipynb #4731ba9e
 def _one_line(text) -> str: return ' '.join(str(text).split())
@@ -389,7 +390,8 @@ register_subcommand('reproduce', "rerun the report's experiments from a preset: 
 # %% ../nbs/19_cli.ipynb #3e0eac0f
 def add_assignment_arguments(p: argparse.ArgumentParser) -> None:
     "Options of `sr3lit assignment`."
-    p.add_argument('notebooks', nargs='+', type=Path, metavar='NOTEBOOK', help='teaching notebooks with solution regions')
+    p.add_argument('notebooks', nargs='+', type=Path, metavar='NOTEBOOK',
+                   help='teaching notebooks with solution regions, or a folder (its chapters with exercises)')
     p.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the student versions (same file names)')
     p.add_argument('--overwrite', action='store_true', help='replace student notebooks that already exist in DIR')
 
@@ -401,6 +403,23 @@ def assignment_command(args: argparse.Namespace) -> int:
 
 register_subcommand('assignment', 'write student versions of notebooks: solutions replaced by exercises, checks kept',
                     add_assignment_arguments, assignment_command)
+
+def add_grade_arguments(p: argparse.ArgumentParser) -> None:
+    "Options of `sr3lit grade`."
+    p.add_argument('submissions', type=Path, metavar='SUBMISSIONS', help='folder of SUBMISSIONS/<student>/<chapter>.ipynb')
+    p.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for grades.csv and feedback/<student>.md')
+    p.add_argument('--timeout', type=float, default=300, metavar='S', help='time limit of each notebook, in seconds (default 300)')
+    p.add_argument('--seed', type=int, default=0, help="the instructor's seed of the hidden test cases (keep it private)")
+
+def grade_command(args: argparse.Namespace) -> int:
+    "Run `sr3lit grade` (see `--help`)."
+    if args.timeout <= 0: raise ValueError(f"--timeout must be positive, got {args.timeout:g}")
+    grading.grade_submissions(args.submissions, args.out, timeout=args.timeout, seed=args.seed)
+    print(f"wrote {args.out / 'grades.csv'} and {args.out / 'feedback'}")
+    return 0
+
+register_subcommand('grade', 'grade submitted notebooks in fresh kernels: grades.csv and a feedback file per student',
+                    add_grade_arguments, grade_command)
 
 # %% ../nbs/19_cli.ipynb #73549e50
 if __name__ == '__main__' and __spec__ is not None:
