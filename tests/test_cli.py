@@ -15,10 +15,10 @@ def run_module(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_every_subcommand_is_registered():
-    assert list(SUBCOMMANDS) == ['prepare', 'train', 'sample', 'eval', 'reproduce', 'assignment']
+    assert list(SUBCOMMANDS) == ['prepare', 'train', 'sample', 'eval', 'reproduce', 'assignment', 'grade']
 
 
-@pytest.mark.parametrize('name', ['prepare', 'train', 'sample', 'eval', 'reproduce', 'assignment'])
+@pytest.mark.parametrize('name', ['prepare', 'train', 'sample', 'eval', 'reproduce', 'assignment', 'grade'])
 def test_every_subcommand_has_help(name, capsys):
     assert main([name, '--help']) == 0
     assert f'usage: sr3lit {name}' in capsys.readouterr().out
