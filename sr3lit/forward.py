@@ -108,32 +108,32 @@ def q_mean_variance(schedule: NoiseSchedule, y0: torch.Tensor, t) -> tuple[torch
 
 # %% ../nbs/01_forward.ipynb #bdeecb21
 Q_SAMPLE_MISTAKES = [
-    Mistake('noise_no_sqrt', "your output matches sqrt(gamma)*y0 + (1-gamma)*noise: the noise coefficient is missing its "
-            "square root (it should be sqrt(1-gamma), the standard deviation, not the variance 1-gamma)."),
-    Mistake('signal_no_sqrt', "your output matches gamma*y0 + sqrt(1-gamma)*noise: the signal coefficient is missing its "
-            "square root (the mean of q(y_t | y_0) is sqrt(gamma)*y0)."),
-    Mistake('no_sqrt', "your output matches gamma*y0 + (1-gamma)*noise: both coefficients are missing their square roots; "
-            "the mean is sqrt(gamma)*y0 and the standard deviation sqrt(1-gamma)."),
-    Mistake('swapped', "your output matches sqrt(1-gamma)*y0 + sqrt(gamma)*noise: the signal and noise coefficients are "
-            "swapped; gamma is the part of the signal's variance that survives, so y0 gets sqrt(gamma)."),
-    Mistake('minus', "your output matches sqrt(gamma)*y0 - sqrt(1-gamma)*noise: the noise enters with a + sign; the "
-            "network is trained to predict exactly the noise that was added."),
-    Mistake('one_minus_sqrt', "your output matches sqrt(gamma)*y0 + (1-sqrt(gamma))*noise: the noise coefficient is "
-            "sqrt(1-gamma), not 1-sqrt(gamma) (the variances gamma and 1-gamma add up to 1, not the standard deviations)."),
-    Mistake('signal_unscaled', "your output matches y0 + sqrt(1-gamma)*noise: the image must be scaled by sqrt(gamma), "
-            "otherwise the variance grows with t instead of staying 1."),
-    Mistake('noise_unscaled', "your output matches sqrt(gamma)*y0 + noise: the noise must be scaled by its standard deviation."),
-    Mistake('no_noise', "your output is the mean sqrt(gamma)*y0 alone: the noise term is forgotten; y_t is a sample of "
-            "q(y_t | y_0), the mean plus its standard deviation times `noise`."),
-    Mistake('last_axis', "gamma is broadcast along the wrong axis: a (B,) tensor times a (B, C, H, W) image lines up "
-            "with the last axis (W), not with the batch. Reshape gamma to (B, 1, 1, 1) first (per_sample(gamma, y0) does it).",
-            error=r"must match the size of tensor"),
-    Mistake('float32_gamma', "your output matches the formula with gamma rounded to float32 before 1 - gamma is "
-            "computed: near gamma = 1 (the report's first step has gamma = 1 - 1e-6) float32 keeps 1 - gamma to only "
-            "about 1%. Compute the square roots in float64 (gamma arrives in float64) and cast only the results to y0's dtype."),
-    Mistake('fresh_noise', "the part of your output beyond sqrt(gamma)*y0 has the right size but is not sqrt(1-gamma) "
-            "times the `noise` argument: use the noise you are given (draw fresh noise only when noise is None); "
-            "training must know which noise was added."),
+    Mistake('noise_no_sqrt', "your noise coefficient is missing a square root: it scales the noise by a variance where eq. 6 has a "
+            "standard deviation. Compare your noise term with eq. 6."),
+    Mistake('signal_no_sqrt', "your coefficient of y0 is missing a square root: the image is scaled by something other than the "
+            "coefficient of the mean of q(y_t | y_0). Compare your signal term with eq. 6."),
+    Mistake('no_sqrt', "both of your coefficients are missing a square root: each scales by a variance-like quantity. "
+            "Compare your signal term and your noise term with eq. 6."),
+    Mistake('swapped', "your coefficients of y0 and of the noise are swapped: each term has the other's coefficient. Check "
+            "in eq. 6 which part belongs to the image (gamma is the part of the signal's variance that survives)."),
+    Mistake('minus', "your noise term has the wrong sign: compare the sign in eq. 6; the network is trained to predict "
+            "exactly the noise that was added."),
+    Mistake('one_minus_sqrt', "your noise coefficient takes its square root in the wrong place: you subtract a standard deviation "
+            "from 1, but it is the variances that add up to 1. Compare your noise term with eq. 6."),
+    Mistake('signal_unscaled', "your image y0 enters unscaled: without its coefficient the variance of y_t grows with t instead of "
+            "staying 1. Compare your signal term with eq. 6."),
+    Mistake('noise_unscaled', "your noise enters unscaled: it needs the standard deviation of q(y_t | y_0) as its coefficient. "
+            "Compare your noise term with eq. 6."),
+    Mistake('no_noise', "the noise term is forgotten: your output is the mean of q(y_t | y_0) alone, but y_t is a sample of "
+            "it. Compare with eq. 6."),
+    Mistake('last_axis', "gamma is broadcast along the wrong axis: a (B,) tensor times a (B, C, H, W) image lines up with the "
+            "last axis (W), not with the batch. Reshape gamma to (B, 1, 1, 1) first (per_sample(gamma, y0) does "
+            "it).", error=r"must match the size of tensor"),
+    Mistake('float32_gamma', "your output is right up to gamma rounded to float32 before 1 - gamma is computed: near gamma = 1 "
+            "(the report's first step has gamma = 1 - 1e-6) float32 keeps 1 - gamma to only about 1%. Compute "
+            "your coefficients in float64 (gamma arrives in float64) and cast only the results to y0's dtype."),
+    Mistake('fresh_noise', "the noise in your output has the right size but is not the `noise` argument: use the noise you are "
+            "given (draw fresh noise only when noise is None); training must know which noise was added."),
 ]
 
 def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -188,7 +188,7 @@ def check_q_sample(fn: Callable, seed: int = 2024) -> None:
             "(B, 1, ..., 1) so that each image gets its own noise level.")
     with no_delegation('q_sample', ('sr3lit.forward:q_sample',), (_q_sample_variants,)):
         n = run_check('q_sample', fn, _q_sample_cases(seed), Q_SAMPLE_MISTAKES, hint,
-                 dtype_hint="return a tensor of y0's dtype: compute the square roots in float64 and cast them to y0's dtype before multiplying.")
+                 dtype_hint="return a tensor of y0's dtype: compute the coefficients in float64 and cast them to y0's dtype before multiplying.")
     print_passed('q_sample', n)
 
 # %% ../nbs/01_forward.ipynb #d52d1155

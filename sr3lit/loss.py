@@ -65,10 +65,10 @@ def _interval_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level: torch.T
     nxt = torch.where(t < schedule.T, gammas[t.clamp(max=schedule.T - 1)], torch.zeros((), dtype=torch.float64))  # gamma_{t+1}
     before = torch.from_numpy(np.append(1.0, schedule.gammas_prev))[(t - 1).clamp(min=0)]                      # gamma_{t-2}
     if everywhere(_in_interval(level.to(torch.float64), s['g'], s['gp'])):
-        return ("your noise_level is gamma itself, not its square root: return sqrt(gamma) (the network is called with "
-                "sqrt(gamma), the noise level).")
+        return ("your noise_level is gamma itself, not its square root: check what the docstring says noise_level "
+                "holds (the noise level the network is given).")
     if everywhere(_in_interval(level.to(torch.float64) ** 4, s['g'], s['gp'])):
-        return "your noise_level is the square root taken twice, gamma^(1/4): return sqrt(gamma)."
+        return "your noise_level is the square root taken twice: check where your code takes roots."
     if everywhere(_in_interval(gamma, nxt, s['g']), t < schedule.T):
         return ("your gamma lies in (gamma_{t+1}, gamma_t), the next step's interval: the index is off by one. For step t, "
                 "gamma_t is gammas[t-1] and gamma_{t-1} is gammas_prev[t-1] (schedule.at('gammas', t), schedule.at('gammas_prev', t)).")
@@ -98,15 +98,15 @@ def _position_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level: torch.T
     if w.std() < 1e-6:
         where = {0: 'gamma_t, the low end', 1: 'gamma_{t-1}, the high end', 0.5: 'the middle'}
         at = next((v for k, v in where.items() if abs(w.mean().item() - k) < 1e-6), 'the same point')
-        return (f"every draw sits at {at} of its interval: draw u ~ U(0, 1) (torch.rand) and put {variable} at "
-                f"low + u * (high - low).")
+        return (f"every draw sits at {at} of its interval: the draws must spread uniformly over the whole interval; "
+                f"does your random number reach the result, and does it vary?")
     if _ks_uniform(w_other) <= crit:
         other = 'sqrt(gamma)' if method == 'gamma' else 'gamma'
         return (f"with method={method!r} the draws are uniform in {other}, not in {variable}: method 'gamma' draws gamma "
                 f"uniformly (the report's Algorithm 1), 'sqrt_gamma' draws sqrt(gamma) uniformly (the reference "
                 f"implementation). Does your code look at `method`?")
     return (f"with method={method!r} the draws are not uniform in {variable} within their intervals (Kolmogorov-Smirnov "
-            f"distance {_ks_uniform(w):.3f} > {crit:.3f}): draw u ~ U(0, 1) and set {variable} = low + u * (high - low).")
+            f"distance {_ks_uniform(w):.3f} > {crit:.3f}): compare where you place them in their interval with the docstring.")
 
 # %% ../nbs/04_loss.ipynb #0f76fdec
 def _draw(fn: Callable, schedule: NoiseSchedule, batch_size: int, seed: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,15 +135,15 @@ def _step_counts_diagnosis(schedule: NoiseSchedule, t: torch.Tensor, level=None,
     T, n = schedule.T, len(t)
     if (t == 0).any():
         return ("t = 0 is drawn: steps run over 1..T (the report's '{0, ..., T}' is a typo; gamma_{-1} does not exist). "
-                "Draw t with torch.randint(1, T + 1, ...).")
+                "Check the lower bound of your draw of t.")
     if (t < 0).any() or (t > T).any():
         return (f"t = {int(t[(t < 0) | (t > T)][0])} is drawn, outside 1..T = 1..{T}: torch.randint(low, high) draws "
-                f"low..high-1, so randint(1, T + 1) gives 1..T.")
+                f"low..high-1: check the bounds of your draw of t.")
     if n >= 16 and len(t.unique()) == 1:
         return ("the whole batch shares one t; each image draws its own step (the reference's single step per batch is "
                 "the option one_t_per_batch=True).")
-    if not (t == T).any(): return "t never reaches T: torch.randint(low, high) excludes high; draw with randint(1, T + 1)."
-    if not (t == 1).any(): return "t never equals 1: draw t from 1..T with torch.randint(1, T + 1)."
+    if not (t == T).any(): return "t never reaches T: torch.randint(low, high) excludes high; check your upper bound."
+    if not (t == 1).any(): return "t never equals 1: steps run over 1..T; check your lower bound."
     counts = torch.bincount(t, minlength=T + 1)[1:].to(torch.float64)
     sd = math.sqrt(n * (1 / T) * (1 - 1 / T))
     if ((counts - n / T).abs() > 6 * sd).any():
@@ -224,13 +224,13 @@ class _ProbeNet(nn.Module):
 
     def forward(self, inp: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         want = self.x_channels + self.channels
-        cat = ("cat([x_lr_up, y_noisy], dim=1)" if self.x_channels else "the noisy image alone (x_lr_up is None)")
+        cat = ("the two images concatenated along the channels" if self.x_channels else "the noisy image alone (x_lr_up is None)")
         if not torch.is_tensor(inp) or inp.ndim != 4 or inp.shape[0] != self.batch or inp.shape[1] != want:
             raise CheckFailed(f"the network was called with an input of shape {tuple(getattr(inp, 'shape', ()))}; "
                               f"it takes (B, {want}, H, W) with B = {self.batch}: {cat}.")
         if not torch.is_tensor(noise_level) or tuple(noise_level.shape) != (self.batch,):
             raise CheckFailed(f"the network was called with a noise level of shape {tuple(getattr(noise_level, 'shape', ()))}; "
-                              f"it takes one value per image, shape ({self.batch},): sqrt(gamma), i.e. noise_level.")
+                              f"it takes one value per image, shape ({self.batch},).")
         if noise_level.dtype != inp.dtype:
             raise CheckFailed(f"the network was called with a {noise_level.dtype} noise level for {inp.dtype} images: "
                               f"cast it with .to(y0.dtype) (a float32 network cannot take float64 inputs).")
@@ -240,27 +240,28 @@ class _ProbeNet(nn.Module):
         return out + 0.3 * x if self.x_channels else out
 
 LOSS_MISTAKES = [
-    Mistake('l2_for_l1', "your loss is the squared error where p=1 asks for the absolute error |eps_hat - noise| (L1)."),
-    Mistake('l1_for_l2', "your loss is the absolute error where p=2 asks for the squared error (eps_hat - noise)**2 (L2)."),
-    Mistake('rmse', "your loss is the square root of the mean squared error: p=2 is the squared error itself, no root."),
-    Mistake('sum_for_mean', "your loss is a sum where reduction='mean' asks for the average over every pixel of every "
-            "image: error.mean()."),
-    Mistake('mean_for_sum', "your loss is the average over pixels where reduction='sum' asks for eq. 13 literally: the "
-            "sum over each image's pixels, averaged over the images, error.flatten(1).sum(1).mean()."),
-    Mistake('sum_over_batch', "with reduction='sum' your loss also sums over the batch: eq. 13 sums over each image's "
-            "pixels and averages over the images, error.flatten(1).sum(1).mean()."),
-    Mistake('not_reduced', "your loss is not reduced to one number: it has one value per image (or per pixel); "
-            "average it (reduction='mean': error.mean(); 'sum': error.flatten(1).sum(1).mean())."),
-    Mistake('gamma_to_net', "the network is given gamma where it takes the noise level sqrt(gamma) (noise_level itself, "
-            "not noise_level**2)."),
-    Mistake('level_as_gamma', "the image is noised with gamma = noise_level, but noise_level is sqrt(gamma): call "
-            "q_sample(y0, noise_level**2, noise)."),
-    Mistake('cat_order', "the network's input is cat([y_noisy, x_lr_up]): the conditioning image comes first, "
-            "cat([x_lr_up, y_noisy], dim=1), as the network was trained."),
-    Mistake('clean_input', "the network is given the clean image y0: it must see the noisy image "
-            "q_sample(y0, noise_level**2, noise)."),
-    Mistake('image_target', "your loss compares the prediction with the clean image y0; the network predicts the noise: "
-            "compare eps_hat with `noise`."),
+    Mistake('l2_for_l1', "your loss is the squared error where p=1 asks for the absolute error (L1): compare the power in eq. "
+            "13 with p."),
+    Mistake('l1_for_l2', "your loss is the absolute error where p=2 asks for the squared error (L2): compare the power in eq. "
+            "13 with p."),
+    Mistake('rmse', "your loss takes a square root of the mean squared error: with p=2, eq. 13 has no root."),
+    Mistake('sum_for_mean', "your loss is a sum where reduction='mean' asks for an average over every pixel of every image (see "
+            "the docstring)."),
+    Mistake('mean_for_sum', "your loss is the average over pixels where reduction='sum' asks for eq. 13 literally: compare how "
+            "eq. 13 reduces the pixels of an image, and how the docstring treats the images of a batch."),
+    Mistake('sum_over_batch', "with reduction='sum' your loss also sums over the batch: eq. 13 is the loss of one image; see the "
+            "docstring for how the images of a batch are combined."),
+    Mistake('not_reduced', "your loss is not reduced to one number: it has one value per image (or per pixel); reduce it as "
+            "`reduction` asks (the docstring and eq. 13)."),
+    Mistake('gamma_to_net', "the network is given gamma, the square of its noise level: check what the network takes (Algorithm "
+            "1) and what noise_level holds."),
+    Mistake('level_as_gamma', "the image is noised with noise_level taken for gamma: noise_level is not gamma itself (see "
+            "sample_noise_level), so your noisy image has the wrong noise level. Compare with Algorithm 1."),
+    Mistake('cat_order', "the network's input is cat([y_noisy, x_lr_up]): the two images are in the wrong order; compare with "
+            "the order the network takes (Algorithm 1)."),
+    Mistake('clean_input', "the network is given the clean image y0: it must see a noisy image (Algorithm 1)."),
+    Mistake('image_target', "your loss compares the prediction with the clean image y0: check in eq. 13 what the network predicts "
+            "and what its output is compared with."),
 ]
 
 def _loss_variants(model: _ProbeNet, x: torch.Tensor | None, y0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor,

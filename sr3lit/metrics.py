@@ -131,32 +131,35 @@ def _psnr_variant(sr: torch.Tensor, hr: torch.Tensor, *, clip: bool = True, pixe
     return value.mean() if batch_mean else value
 
 PSNR_MISTAKES = [
-    Mistake('range_1', "your PSNR is 6.02 dB too low: it uses a data range (peak) of 1 for [-1, 1] images, which span 2 "
-            "(the same happens with pixels x*255). The convention measures the 8-bit pixels of the saved image, peak 255."),
-    Mistake('range_255_unit', "your PSNR is about 42 dB too high: it puts the peak 255 over the squared error of the "
-            "[-1, 1] values. Map the images to 8-bit pixels round((clip(x, -1, 1) + 1) * 127.5) first."),
+    Mistake('range_1', "your PSNR is 6.02 dB too low: it uses a data range (peak) of 1 for [-1, 1] images, which span 2 (the "
+            "same happens with pixels x*255). Compare with 'From network output to pixel values' above: which "
+            "values are measured, and their peak."),
+    Mistake('range_255_unit', "your PSNR is about 42 dB too high: it puts the peak of 8-bit pixels over the squared error of the "
+            "[-1, 1] values. Measure both on one scale (see 'From network output to pixel values' above)."),
     Mistake('raw', "your PSNR matches the [-1, 1] values with data range 2 (the same number as unrounded [0, 255] "
-            "values): the convention measures the images as saved, as 8-bit pixels with peak 255, clipped and rounded."),
-    Mistake('unquantized', "your pixels are not rounded to integers: round((clip(x, -1, 1) + 1) * 127.5), the 8-bit "
-            "image that is saved and compared."),
-    Mistake('unclipped', "your images are not clipped to [-1, 1] before conversion: a sample that overshoots is saved "
-            "as 0 or 255, so clamp first."),
-    Mistake('truncated', "your pixels are truncated (floor, or .byte()/.to(torch.uint8), which cut off the fraction) "
-            "instead of rounded: use .round() before any integer conversion."),
-    Mistake('batch_mean', "your psnr returns one number for the batch, the mean of the images' PSNRs: return one value "
-            "per image, shape (B,) (average over the batch yourself when you report)."),
-    Mistake('batch_mse', "your psnr averages the squared error over the whole batch: average over each image's pixels "
-            "(dims 1, 2, 3) to get one PSNR per image, shape (B,)."),
-    Mistake('per_channel', "your psnr gives one value per image and channel: average the squared error over the "
-            "channels too (dims 1, 2, 3)."),
-    Mistake('ln', "your PSNR uses the natural logarithm: decibels are 10*log10(peak^2/MSE) (torch.log10)."),
-    Mistake('peak_not_squared', "your PSNR is 10*log10(255/MSE): the peak is squared, 10*log10(255**2/MSE) (or "
-            "20*log10(255/sqrt(MSE)))."),
-    Mistake('mse_as_rmse', "your PSNR is 20*log10(255/MSE): with the factor 20 the denominator is the root mean square "
-            "error, 20*log10(255/sqrt(MSE)), or use 10*log10(255**2/MSE)."),
-    Mistake('sum_errors', "your PSNR sums the squared errors over the pixels: the MSE is their mean."),
-    Mistake('identical_not_inf', "identical images must give +inf (their MSE is 0); yours gives a finite number or NaN "
-            "there: do not add a small constant to the MSE (torch gives 10*log10(255**2/0) = inf)."),
+            "values): PSNR here measures the images as saved, as 8-bit pixels, clipped and rounded."),
+    Mistake('unquantized', "your pixels are not rounded to integers: PSNR here measures the 8-bit image that is saved and "
+            "compared (see 'From network output to pixel values' above)."),
+    Mistake('unclipped', "your images are not clipped to [-1, 1] before conversion: a sample that overshoots is saved as 0 or "
+            "255 (see 'From network output to pixel values' above)."),
+    Mistake('truncated', "your pixels are truncated (floor, or .byte()/.to(torch.uint8), which cut off the fraction) instead "
+            "of rounded to the nearest level (see 'From network output to pixel values' above)."),
+    Mistake('batch_mean', "your psnr returns one number for the batch, the mean of the images' PSNRs: return one value per "
+            "image, shape (B,) (average over the batch yourself when you report)."),
+    Mistake('batch_mse', "your psnr averages the squared error over the whole batch: each image gets its own mean squared "
+            "error and its own PSNR, shape (B,)."),
+    Mistake('per_channel', "your psnr gives one value per image and channel: the channels belong to the image's mean squared "
+            "error too."),
+    Mistake('ln', "your PSNR uses the natural logarithm: decibels are defined with another base (see the PSNR section "
+            "above)."),
+    Mistake('peak_not_squared', "your PSNR does not square the peak: the ratio in your logarithm compares a peak value with a squared "
+            "error. Compare with the PSNR section above."),
+    Mistake('mse_as_rmse', "your PSNR puts the mean squared error under a factor of 20: that factor belongs to a ratio of "
+            "amplitudes, not of squared quantities. Compare with the PSNR section above."),
+    Mistake('sum_errors', "your PSNR sums the squared errors over the pixels: the MSE averages them."),
+    Mistake('identical_not_inf', "identical images must give +inf (their MSE is 0); yours gives a finite number or NaN there: do not "
+            "add a small constant to the MSE (in torch a positive number divided by 0 is inf, and so is its "
+            "logarithm)."),
 ]
 
 def _psnr_pair(shape, gen: torch.Generator, dtype, spread: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,50 +54,49 @@ def posterior_log_variance_clipped(schedule: NoiseSchedule, t, like: torch.Tenso
 
 # %% ../nbs/02_posterior.ipynb #0efa74e0
 POSTERIOR_MEAN_MISTAKES = [
-    Mistake('report_eq9', "your mean uses gamma_t where gamma_{t-1} belongs, as the report's eq. 9 prints it: the "
-            "coefficient of y_t is sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t) and that of y_0 is "
-            "sqrt(gamma_{t-1})*beta_t/(1-gamma_t) (gamma_prev, not gamma, in both numerators)."),
-    Mistake('gamma_in_yt', "the coefficient of y_t uses gamma_t where gamma_{t-1} belongs: it is "
-            "sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)."),
-    Mistake('gamma_in_y0', "the coefficient of y_0 uses sqrt(gamma_t) where sqrt(gamma_{t-1}) belongs: it is "
-            "sqrt(gamma_{t-1})*beta_t/(1-gamma_t)."),
-    Mistake('alpha_no_sqrt', "the coefficient of y_t has alpha_t where sqrt(alpha_t) belongs (one forward step scales "
-            "y_{t-1} by sqrt(alpha_t))."),
-    Mistake('gamma_prev_no_sqrt', "the coefficient of y_0 has gamma_{t-1} where sqrt(gamma_{t-1}) belongs (the mean of "
-            "q(y_{t-1} | y_0) is sqrt(gamma_{t-1})*y_0)."),
-    Mistake('swapped', "the coefficients of y_t and y_0 are swapped: sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t) "
-            "multiplies y_t, sqrt(gamma_{t-1})*beta_t/(1-gamma_t) multiplies y_0."),
-    Mistake('minus', "y_0 enters the mean with a minus sign: the posterior mean is a weighted sum of y_t and y_0 with "
-            "positive weights."),
+    Mistake('report_eq9', "your mean takes its coefficients as the report's eq. 9 prints it, typo included: the gamma in both "
+            "numerators is from the wrong step. Compare each coefficient with eq. 9 as corrected above."),
+    Mistake('gamma_in_yt', "the coefficient of y_t takes its gamma from the wrong step (gamma_t in its numerator): compare it "
+            "with eq. 9 as corrected above."),
+    Mistake('gamma_in_y0', "the coefficient of y_0 takes its square root of gamma from the wrong step (gamma_t under the root): "
+            "compare it with eq. 9 as corrected above."),
+    Mistake('alpha_no_sqrt', "the coefficient of y_t is missing a square root: its alpha_t appears as plain alpha_t. Recall how "
+            "one forward step (eq. 2) scales y_{t-1}, and compare with eq. 9 as corrected above."),
+    Mistake('gamma_prev_no_sqrt', "the coefficient of y_0 is missing a square root: its gamma_{t-1} appears plain. Recall the mean of "
+            "q(y_{t-1} | y_0) (eq. 6), and compare with eq. 9 as corrected above."),
+    Mistake('swapped', "the coefficients of y_t and y_0 are swapped: each image gets the other's coefficient. Compare with "
+            "eq. 9 as corrected above."),
+    Mistake('minus', "y_0 enters your mean with a minus sign: the posterior mean is a weighted sum of y_t and y_0 with "
+            "positive weights (eq. 9)."),
     Mistake('t_plus_1', "your mean is the posterior of step t+1: t is off by one. Step t's terms are at index t-1 "
             "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
-    Mistake('t_minus_1', "your mean is the posterior of step t-1: t is off by one. Step t's terms are at index t-1, "
-            "e.g. schedule.at('gammas', t), and gamma_{t-1} is schedule.at('gammas_prev', t)."),
-    Mistake('t1_wraps', "your mean is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 (the clean image): an index "
-            "t-2 wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
-    Mistake('float32', "your mean matches the formula computed in float32: at the report's early steps 1 - gamma_{t-1} "
-            "is about 1e-6 and float32 keeps it to about 1%. Compute the coefficients in float64 (the schedule's arrays "
+    Mistake('t_minus_1', "your mean is the posterior of step t-1: t is off by one. Step t's terms are at index t-1, e.g. "
+            "schedule.at('gammas', t), and gamma_{t-1} is schedule.at('gammas_prev', t)."),
+    Mistake('t1_wraps', "your mean is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 (the clean image): an index t-2 "
+            "wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
+    Mistake('float32', "your mean is right up to float32 arithmetic: at the report's early steps 1 - gamma_{t-1} is about "
+            "1e-6 and float32 keeps it to about 1%. Compute the coefficients in float64 (the schedule's arrays "
             "are float64) and cast only the results to y_t's dtype."),
 ]
 POSTERIOR_VARIANCE_MISTAKES = [
     Mistake('beta', "your variance is beta_t, the variance of a forward step (the report's Algorithm 2 uses it as the "
-            "reverse step's noise); the posterior's is beta_tilde_t = (1-gamma_{t-1})/(1-gamma_t)*beta_t (eq. 10)."),
-    Mistake('ratio_flipped', "your variance is (1-gamma_t)/(1-gamma_{t-1})*beta_t: the ratio is upside down; the "
-            "posterior variance (1-gamma_{t-1})/(1-gamma_t)*beta_t is smaller than beta_t."),
-    Mistake('std', "your variance is the standard deviation sqrt(beta_tilde_t): return the variance itself, "
-            "(1-gamma_{t-1})/(1-gamma_t)*beta_t."),
-    Mistake('marginal', "your variance is 1 - gamma_t, the variance of q(y_t | y_0); the posterior q(y_{t-1} | y_t, y_0) "
-            "has (1-gamma_{t-1})/(1-gamma_t)*beta_t."),
-    Mistake('t_plus_1', "your variance is that of step t+1: t is off by one. Step t's terms are at index t-1 "
-            "(gammas[t-1] is gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
-    Mistake('t_minus_1', "your variance is that of step t-1: t is off by one. Step t's terms are at index t-1, and "
-            "gamma_{t-1} is schedule.at('gammas_prev', t)."),
-    Mistake('t1_wraps', "your variance is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 and the variance is 0: "
-            "an index t-2 wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
-    Mistake('float32', "your variance matches the formula computed in float32: at the report's early steps "
-            "1 - gamma_{t-1} is about 1e-6 and float32 keeps it to about 1%. Compute in float64, cast at the end."),
-    Mistake('shape_B', "your variance has shape (B,): it must broadcast against y_t of shape (B, C, H, W), and a (B,) "
-            "tensor lines up with the last axis W. Give it shape (B, 1, 1, 1) (per_sample(variance, yt) does it)."),
+            "reverse step's noise); the posterior has a variance of its own, beta_tilde_t: compare with eq. 10."),
+    Mistake('ratio_flipped', "your variance has its ratio upside down: it comes out larger than beta_t, while the posterior "
+            "variance is smaller. Compare with eq. 10."),
+    Mistake('std', "your variance is a standard deviation, the square root of the posterior variance: return the "
+            "variance itself (eq. 10)."),
+    Mistake('marginal', "your variance is 1 - gamma_t, the variance of q(y_t | y_0); the posterior q(y_{t-1} | y_t, y_0) has "
+            "a variance of its own: compare with eq. 10."),
+    Mistake('t_plus_1', "your variance is that of step t+1: t is off by one. Step t's terms are at index t-1 (gammas[t-1] is "
+            "gamma_t), or use schedule.at('gammas', t).", error=OUT_OF_BOUNDS),
+    Mistake('t_minus_1', "your variance is that of step t-1: t is off by one. Step t's terms are at index t-1, and gamma_{t-1} "
+            "is schedule.at('gammas_prev', t)."),
+    Mistake('t1_wraps', "your variance is wrong only at t = 1, where gamma_{t-1} is gamma_0 = 1 and the variance is 0: an "
+            "index t-2 wraps around to the last step there (schedule.at('gammas_prev', t) knows gamma_0)."),
+    Mistake('float32', "your variance is right up to float32 arithmetic: at the report's early steps 1 - gamma_{t-1} is "
+            "about 1e-6 and float32 keeps it to about 1%. Compute in float64, cast at the end."),
+    Mistake('shape_B', "your variance has shape (B,): it must broadcast against y_t of shape (B, C, H, W), and a (B,) tensor "
+            "lines up with the last axis W. Give it shape (B, 1, 1, 1) (per_sample(variance, yt) does it)."),
 ]
 
 def _posterior_formula(schedule: NoiseSchedule, t, y0: torch.Tensor, yt: torch.Tensor, shift: int = 0, dtype=torch.float64, **swap):

@@ -161,10 +161,10 @@ class _StepProbe(nn.Module):
         c = self.channels
         if not torch.is_tensor(inp) or inp.ndim != 4 or inp.shape[0] != self.batch or inp.shape[1] != 2 * c:
             raise CheckFailed(f"the network was called with an input of shape {tuple(getattr(inp, 'shape', ()))}; it takes "
-                              f"(B, {2 * c}, H, W) with B = {self.batch}: cat([x_up, y_t], dim=1).")
+                              f"(B, {2 * c}, H, W) with B = {self.batch}: the two images concatenated along the channels.")
         if not torch.is_tensor(noise_level) or tuple(noise_level.shape) != (self.batch,):
             raise CheckFailed(f"the network was called with a noise level of shape {tuple(getattr(noise_level, 'shape', ()))}; "
-                              f"it takes one value per image, shape ({self.batch},): sqrt(gamma_t).")
+                              f"it takes one value per image, shape ({self.batch},).")
         if noise_level.dtype != inp.dtype:
             raise CheckFailed(f"the network was called with a {noise_level.dtype} noise level for {inp.dtype} images: "
                               f"cast it with .to(y_t.dtype).")
@@ -198,40 +198,40 @@ def _reverse_step_variant(model: Callable, schedule: NoiseSchedule, x_up: torch.
     return (out.clamp(-1, 1) if clip_output else out).to(dt)
 
 REVERSE_STEP_MISTAKES = [
-    Mistake('noise_at_last', "your step adds noise at t = 1, as the report's Algorithm 2 does: the last step returns the "
-            "mean alone (z = 0 when t = 1), otherwise fresh noise lands on the final image."),
-    Mistake('no_clip', "your step does not clip y0_hat although clip_denoised=True: clamp the estimate "
-            "(y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t) to [-1, 1] before the posterior mean."),
+    Mistake('noise_at_last', "your step adds noise at t = 1, as the report's Algorithm 2 does: see the corrected algorithm above "
+            "for what the last step returns; otherwise fresh noise lands on the final image."),
+    Mistake('no_clip', "your step does not clip y0_hat although clip_denoised=True: see the corrected algorithm above for "
+            "what is clipped, and when."),
     Mistake('always_clip', "your step clips y0_hat although clip_denoised=False: clip only when asked."),
-    Mistake('clip_output', "your step clips its output y_{t-1}; it is the estimate y0_hat that is clipped to [-1, 1] "
-            "(y_{t-1} is noisy and may leave [-1, 1])."),
-    Mistake('beta_for_posterior', "your step adds noise of variance beta_t where variance='posterior' asks for "
-            "beta_tilde_t = (1-gamma_{t-1})/(1-gamma_t)*beta_t."),
-    Mistake('posterior_for_beta', "your step adds noise of variance beta_tilde_t where variance='beta' asks for beta_t "
-            "(the report's Algorithm 2): does your code look at `variance`?"),
-    Mistake('variance_not_std', "your step multiplies the noise by the variance; it takes the standard deviation, "
-            "sqrt(variance)."),
+    Mistake('clip_output', "your step clips its output y_{t-1}; that is not what clip_denoised clips (y_{t-1} is noisy and may "
+            "leave [-1, 1]): see the corrected algorithm above."),
+    Mistake('beta_for_posterior', "your step adds noise of variance beta_t where variance='posterior' asks for the posterior's variance "
+            "beta_tilde_t (eq. 10)."),
+    Mistake('posterior_for_beta', "your step adds noise of variance beta_tilde_t where variance='beta' asks for beta_t (the report's "
+            "Algorithm 2): does your code look at `variance`?"),
+    Mistake('variance_not_std', "your step multiplies the noise by the variance where a standard deviation belongs."),
     Mistake('paren_at_end', "your step divides the noise by sqrt(alpha_t) too, as the report's Algorithm 2 reads with its "
-            "parenthesis closed at the end: 1/sqrt(alpha_t) multiplies only y_t - beta_t/sqrt(1-gamma_t)*eps, the noise "
-            "is added after."),
-    Mistake('noise_sign', "your step subtracts the noise term: y_{t-1} is the mean plus sigma_t times `noise` (the "
-            "distribution is symmetric, but the check, like a seeded sampler, gives you the noise to add)."),
-    Mistake('no_inv_sqrt_alpha', "your mean matches eq. 11 without its factor 1/sqrt(alpha_t): the whole bracket "
-            "y_t - beta_t/sqrt(1-gamma_t)*eps is divided by sqrt(alpha_t)."),
-    Mistake('no_noise', "your step adds no noise: y_{t-1} = mean + sigma_t*noise for t > 1 (only t = 1 returns the mean)."),
-    Mistake('gamma_to_net', "the network is given gamma_t where it takes the noise level sqrt(gamma_t)."),
-    Mistake('prev_level', "the network is given sqrt(gamma_{t-1}), the noise level of the step below: y_t carries "
-            "noise level sqrt(gamma_t)."),
+            "parenthesis closed at the end: check in eq. 11 (chapter 02) which terms that factor applies to."),
+    Mistake('noise_sign', "your step subtracts the noise term: the sign is wrong (the distribution is symmetric, but the check, "
+            "like a seeded sampler, gives you the noise to add)."),
+    Mistake('no_inv_sqrt_alpha', "your mean matches eq. 11 (chapter 02) with its factor in front of the bracket left out: compare your "
+            "mean with eq. 11 term by term."),
+    Mistake('no_noise', "your step adds no noise: for t > 1 a reverse step is a sample, not only its mean (see the corrected "
+            "algorithm above)."),
+    Mistake('gamma_to_net', "the network is given gamma_t, the square of its noise level: check what the network takes (as in "
+            "training, chapter 04)."),
+    Mistake('prev_level', "the network is given the noise level of the step below, that of y_{t-1}: give it the noise level "
+            "that y_t carries."),
     Mistake('t_plus_1', "your step uses the terms of step t+1: t is off by one (step t's terms are at index t-1, "
             "schedule.at('gammas', t)).", error=OUT_OF_BOUNDS),
     Mistake('t_minus_1', "your step uses the terms of step t-1: t is off by one (step t's terms are at index t-1, "
             "schedule.at('gammas', t))."),
-    Mistake('swap_inputs', "the network's input is cat([y_t, x_up]): the conditioning image comes first, "
-            "cat([x_up, y_t], dim=1)."),
-    Mistake('eps_as_y0', "your step takes the network's output for the clean image; the network predicts the noise: "
-            "y0_hat = (y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t)."),
-    Mistake('fresh_noise', "the noise in your output is not the `noise` argument: use the noise you are given (draw "
-            "fresh noise only when noise is None)."),
+    Mistake('swap_inputs', "the network's input is cat([y_t, x_up]): the two images are in the wrong order; compare with the "
+            "order the network was trained with (chapter 04)."),
+    Mistake('eps_as_y0', "your step takes the network's output for the clean image, but the network predicts the noise: "
+            "estimate y0_hat from it as derived above."),
+    Mistake('fresh_noise', "the noise in your output is not the `noise` argument: use the noise you are given (draw fresh noise "
+            "only when noise is None)."),
 ]
 
 def _reverse_step_cases(seed: int = 5) -> list[Case]:

@@ -155,7 +155,7 @@ STUB = '# YOUR CODE HERE\n    raise NotImplementedError()'
 
 @pytest.mark.parametrize('name, call, written, words', [
     ('01_forward.ipynb', 'check_q_sample(q_sample)',
-     'return g.sqrt().to(y0.dtype) * y0 + (1 - g).to(y0.dtype) * noise', 'noise coefficient is missing its square root'),
+     'return g.sqrt().to(y0.dtype) * y0 + (1 - g).to(y0.dtype) * noise', 'noise coefficient is missing a square root'),
     ('02_posterior.ipynb', 'check_posterior(posterior_mean_variance)',
      "beta, alpha = schedule.at('betas', t), schedule.at('alphas', t)\n    gamma, gamma_prev = schedule.at('gammas', t), schedule.at('gammas_prev', t)\n"
      '    coef_yt = alpha.sqrt()\n    coef_y0 = gamma.sqrt() * beta / (1 - gamma)\n    variance = (1 - gamma_prev) / (1 - gamma) * beta',

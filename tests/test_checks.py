@@ -83,12 +83,11 @@ def test_q_sample_mistakes_are_named():
         'minus': failure(forward.check_q_sample, q_wrong(torch.sqrt, lambda g: -(1 - g).sqrt())),
         'one minus sqrt': failure(forward.check_q_sample, q_wrong(torch.sqrt, lambda g: 1 - g.sqrt())),
     }
-    assert 'sqrt(gamma)*y0 + (1-gamma)*noise' in messages['noise without sqrt']
-    assert 'noise coefficient is missing its square root' in messages['noise without sqrt']
-    assert 'signal coefficient is missing its square root' in messages['signal without sqrt']
+    assert 'noise coefficient is missing a square root' in messages['noise without sqrt'] and 'eq. 6' in messages['noise without sqrt']
+    assert 'coefficient of y0 is missing a square root' in messages['signal without sqrt']
     assert 'swapped' in messages['swapped']
-    assert 'sqrt(gamma)*y0 - sqrt(1-gamma)*noise' in messages['minus']
-    assert 'not 1-sqrt(gamma)' in messages['one minus sqrt']
+    assert 'noise term has the wrong sign' in messages['minus']
+    assert 'square root in the wrong place' in messages['one minus sqrt']
     assert_distinct(messages)
     assert all(m.startswith('q_sample: ') for m in messages.values())
 
@@ -110,7 +109,7 @@ def test_q_sample_broadcasting_precision_and_noise_mistakes():
                 (('axis', last_axis), ('float32', float32_gamma), ('fresh', fresh_noise))}
     assert 'broadcast along the wrong axis' in messages['axis'] and '(B, 1, 1, 1)' in messages['axis']
     assert 'rounded to float32' in messages['float32']
-    assert 'not sqrt(1-gamma) times the `noise` argument' in messages['fresh']
+    assert 'is not the `noise` argument' in messages['fresh']
     assert_distinct(messages)
 
 
@@ -175,7 +174,7 @@ def test_posterior_mistakes_are_named():
             lambda b, a, g, gp: (a.sqrt() * (1 - gp) / (1 - g), gp.sqrt() * b / (1 - g), right_var(b, a, g, gp).sqrt()))),
     }
     assert "the report's eq. 9" in messages['report eq. 9'] and '(the mean)' in messages['report eq. 9']
-    assert 'has alpha_t where sqrt(alpha_t) belongs' in messages['alpha without sqrt']
+    assert 'coefficient of y_t is missing a square root' in messages['alpha without sqrt']
     assert 'your variance is beta_t' in messages['beta as variance'] and '(the variance)' in messages['beta as variance']
     assert 'standard deviation' in messages['std as variance']
     assert_distinct(messages)
@@ -277,7 +276,7 @@ def test_loss_mistakes_are_named():
     }
     assert 'squared error where p=1 asks for the absolute error' in messages['L2 for L1']
     assert "a sum where reduction='mean'" in messages['sum for mean']
-    assert 'given gamma where it takes the noise level sqrt(gamma)' in messages['gamma to the network']
+    assert 'given gamma, the square of its noise level' in messages['gamma to the network']
     assert 'cat([y_noisy, x_lr_up])' in messages['inputs swapped']
     assert 'not reduced to one number' in messages['per image']
     assert_distinct(messages)
@@ -393,3 +392,4 @@ def test_a_mistake_is_named_only_if_it_explains_every_failing_case():
     with pytest.raises(CheckFailed) as info:
         checks.run_check('f', lambda x: x.double() + 1, cases, mistakes, hint='H')
     assert str(info.value).startswith('f: adds one') and '2 of 2 test cases fail' in str(info.value)
+
