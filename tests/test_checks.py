@@ -1,8 +1,12 @@
 "The exercise checks (the harness sr3lit.checks; each check in its chapter's module): reference solutions pass, planted mistakes get their own specific messages."
+import ast
 import inspect
+import json
 import math
+import re
 import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -393,3 +397,91 @@ def test_a_mistake_is_named_only_if_it_explains_every_failing_case():
         checks.run_check('f', lambda x: x.double() + 1, cases, mistakes, hint='H')
     assert str(info.value).startswith('f: adds one') and '2 of 2 test cases fail' in str(info.value)
 
+
+# ---------------------------------------------------------------- hints, not formulas
+
+# The functions whose string literals are the checks' messages and hints (besides the catalogues' Mistake messages).
+CHECK_CODE = {
+    'forward': ('check_q_sample',),
+    'posterior': ('_pair_part', 'check_posterior'),
+    'loss': ('_draw', '_step_counts_diagnosis', '_interval_diagnosis', '_position_diagnosis', '_check_noise_level_draws',
+             '_ProbeNet.forward', '_scalar', 'check_loss'),
+    'metrics': ('check_psnr',),
+    'sampling': ('_StepProbe.forward', 'check_reverse_step'),
+    'checks': ('call_exercise', '_watched_call', '_diagnose', 'run_check'),
+}
+CATALOGUES = {'forward': ['Q_SAMPLE_MISTAKES'], 'posterior': ['POSTERIOR_MEAN_MISTAKES', 'POSTERIOR_VARIANCE_MISTAKES'],
+              'loss': ['LOSS_MISTAKES'], 'metrics': ['PSNR_MISTAKES'], 'sampling': ['REVERSE_STEP_MISTAKES'], 'checks': []}
+
+# The solutions' formulas, as a message would write them (matched without whitespace, in lower case).
+FORMULAS = {
+    'q_sample, eq. 6': [r"sqrt\(gamma(_t)?\)\*y_?0", r"sqrt\(1-gamma(_t)?\)"],
+    'the posterior, eq. 9-10': [r"\(1-gamma_\{t-1\}\)/\(1-gamma_t\)", r"sqrt\(alpha_t\)\*\(1-gamma", r"sqrt\(gamma_\{t-1\}\)\*(beta|y)"],
+    'sample_noise_level': [r"randint\(1,t\+1", r"low\+u\*\(high-low\)", r"(return|is|level)sqrt\(gamma"],
+    'the loss, eq. 13': [r"\|eps_hat-noise\|", r"\(eps_hat-noise\)\*\*2", r"noise_level\*\*2", r"error\.(flatten\(1\)\.sum\(1\)\.)?mean\(\)",
+                         r"cat\(\[x_lr_up,y_noisy\]"],
+    'psnr': [r"10\*log10\(", r"log10\(255", r"255\*\*2/", r"\+1\)\*127\.5", r"peak255"],
+    'the reverse step, eq. 11 and Algorithm 2': [r"1/sqrt\(alpha", r"y_t-beta_t/sqrt\(1-gamma_t\)", r"/sqrt\(gamma_t\)", r"cat\(\[x_up,y_t\]",
+                                                  r"mean\+sigma_t\*noise", r"sqrt\(variance\)"],
+}
+# each pattern must recognise one of these: the answers as a careless message would spell them out
+ANSWERS = ["sqrt(gamma)*y0 + sqrt(1-gamma)*noise", "sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)", "sqrt(gamma_{t-1})*beta_t/(1-gamma_t)",
+           "torch.randint(1, T + 1, ...)", "put gamma at low + u * (high - low)", "return sqrt(gamma)",
+           "|eps_hat - noise|", "(eps_hat - noise)**2", "q_sample(y0, noise_level**2, noise)", "error.flatten(1).sum(1).mean()",
+           "cat([x_lr_up, y_noisy], dim=1)", "10*log10(255**2/MSE)", "20*log10(255/sqrt(MSE))", "round((clip(x, -1, 1) + 1) * 127.5)",
+           "8-bit pixels, peak 255", "1/sqrt(alpha_t)*(y_t - beta_t/sqrt(1-gamma_t)*eps)", "(y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t)",
+           "cat([x_up, y_t], dim=1)", "y_{t-1} = mean + sigma_t*noise", "sqrt(variance)"]
+
+
+def _text(node) -> str:
+    "A string literal, or an f-string with its fields as {}."
+    if isinstance(node, ast.Constant): return node.value
+    return ''.join(v.value if isinstance(v, ast.Constant) else '{}' for v in node.values)
+
+
+def check_messages(source: str, functions, catalogues) -> list[str]:
+    """Every message a check can print, from a module's `source`: the messages of the `Mistake(...)` entries of the
+    `catalogues` (list names) and the string literals (not docstrings) of the `functions` ('name' or 'Class.name')."""
+    tree, found = ast.parse(source), []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) in catalogues for t in node.targets):
+            for call in node.value.elts:
+                assert call.func.id == 'Mistake'
+                found.append(_text(call.args[1]))
+    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    defs |= {f'{c.name}.{n.name}': n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body if isinstance(n, ast.FunctionDef)}
+    for name in functions:
+        fn = defs[name]
+        docstring = fn.body[0].value if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else None
+        inner = {id(v) for n in ast.walk(fn) if isinstance(n, ast.JoinedStr) for v in n.values}
+        found += [_text(n) for n in ast.walk(fn) if n is not docstring and id(n) not in inner
+                  and (isinstance(n, ast.JoinedStr) or (isinstance(n, ast.Constant) and isinstance(n.value, str)))]
+    return found
+
+
+def formulas_in(message: str) -> list[str]:
+    "The FORMULAS patterns that `message` contains."
+    flat = ''.join(message.split()).lower()
+    return [p for patterns in FORMULAS.values() for p in patterns if re.search(p, flat)]
+
+
+def test_the_formula_patterns_recognise_the_answers():
+    for patterns in FORMULAS.values():
+        for p in patterns: assert any(re.search(p, ''.join(a.split()).lower()) for a in ANSWERS), p
+
+
+@pytest.mark.parametrize('name', list(CHECK_CODE))
+def test_check_messages_give_hints_not_formulas(name):
+    module = {'forward': forward, 'posterior': posterior, 'loss': loss, 'metrics': metrics, 'sampling': sampling, 'checks': checks}[name]
+    messages = check_messages(inspect.getsource(module), CHECK_CODE[name], CATALOGUES[name])
+    entries = sum(len(getattr(module, c)) for c in CATALOGUES[name])
+    assert len(messages) >= entries + 3                      # every catalogue entry is read, and the generic messages too
+    given_away = {m: formulas_in(m) for m in messages if formulas_in(m)}
+    assert not given_away, given_away
+
+
+def test_q_sample_prose_gives_no_formula():
+    "Chapter 01's description of its check names the mistakes without writing the answer or a wrong formula next to it."
+    nb = json.loads((Path(__file__).parents[1] / 'nbs' / '01_forward.ipynb').read_text())
+    cell = next(''.join(c['source']) for c in nb['cells'] if ''.join(c['source']).startswith('### The check of `q_sample`'))
+    assert r'\sqrt{1-\gamma}' not in cell and r'\sqrt\gamma\,y_0' not in cell and r'\sqrt{\gamma}\,y_0' not in cell
