@@ -34,3 +34,11 @@ def test_readme_starts_with_the_two_commands():
     assert [l.split()[:2] for l in block] == [['make', 'reproduce'], ['make', 'test']]
     assert lines.index('```sh') <= 3
     assert (ROOT / '.ci' / 'run').read_text().strip().splitlines()[-1] == 'make test'
+
+
+def test_readme_chapter_table_lists_every_chapter_in_order():
+    "Every notebook but the home page has its row in README.md's chapter table, in the order the chapters read."
+    rows = [l for l in (ROOT / 'README.md').read_text().splitlines() if l.startswith('| `')]
+    listed = [l.split('`')[1] for l in rows]
+    chapters = sorted(p.stem for p in (ROOT / 'nbs').glob('*.ipynb') if p.stem != 'index')
+    assert listed == chapters
