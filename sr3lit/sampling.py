@@ -198,8 +198,8 @@ def _reverse_step_variant(model: Callable, schedule: NoiseSchedule, x_up: torch.
     return (out.clamp(-1, 1) if clip_output else out).to(dt)
 
 REVERSE_STEP_MISTAKES = [
-    Mistake('noise_at_last', "your step adds noise at t = 1, as the report's Algorithm 2 does: see the corrected algorithm above "
-            "for what the last step returns; otherwise fresh noise lands on the final image."),
+    Mistake('noise_at_last', "your step adds noise at t = 1, as the report's Algorithm 2 does, so fresh noise lands on the "
+            "final image: see the corrected algorithm above for what the last step returns."),
     Mistake('no_clip', "your step does not clip y0_hat although clip_denoised=True: see the corrected algorithm above for "
             "what is clipped, and when."),
     Mistake('always_clip', "your step clips y0_hat although clip_denoised=False: clip only when asked."),
