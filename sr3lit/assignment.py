@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Sequence
 
 # %% auto #0
-__all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'BEGIN_HIDDEN', 'END_HIDDEN', 'CODE_STUB', 'TEXT_STUB', 'STUDENT_NOTE',
-           'AssignmentError', 'strip_solutions', 'strip_export_directives', 'student_notebook', 'read_notebook',
-           'write_notebook', 'has_exercises', 'expand_notebooks', 'write_assignments']
+__all__ = ['BEGIN_SOLUTION', 'END_SOLUTION', 'BEGIN_HIDDEN', 'END_HIDDEN', 'CODE_STUB', 'TEXT_STUB', 'BEGIN_TEACHER',
+           'END_TEACHER', 'STUDENT_NOTE', 'AssignmentError', 'strip_solutions', 'strip_export_directives',
+           'student_notebook', 'read_notebook', 'write_notebook', 'has_exercises', 'expand_notebooks',
+           'write_assignments']
 
 # %% ../nbs/18_assignment.ipynb #e662d3f7
 BEGIN_SOLUTION, END_SOLUTION = '### BEGIN SOLUTION', '### END SOLUTION'
 BEGIN_HIDDEN, END_HIDDEN = '### BEGIN HIDDEN TESTS', '### END HIDDEN TESTS'
 CODE_STUB = ('# YOUR CODE HERE', 'raise NotImplementedError()')      # nbgrader's stub for Python
 TEXT_STUB = ('YOUR ANSWER HERE',)
+BEGIN_TEACHER, END_TEACHER = '<!-- BEGIN TEACHER ONLY -->', '<!-- END TEACHER ONLY -->'   # Markdown only
 
 class AssignmentError(ValueError):
     "A notebook cannot be turned into an assignment (unbalanced markers, no exercise, an output in the way)."
@@ -42,16 +44,20 @@ def _regions(lines: list[str], begin: str, end: str, where: str) -> list[tuple[i
 
 def strip_solutions(source: str, where: str = 'cell', markdown: bool = False) -> tuple[str, int]:
     """`source` with each solution region replaced by the stub (indented like its BEGIN line) and each hidden-tests
-    region removed; and the number of solution regions. `where` names the cell in error messages."""
+    region removed, in Markdown each teacher-only region too; and the number of solution regions. `where` names the
+    cell in error messages."""
     lines = source.split('\n')
     regions = _regions(lines, BEGIN_SOLUTION, END_SOLUTION, where)
     hidden = _regions(lines, BEGIN_HIDDEN, END_HIDDEN, where)
-    drop = {i for a, b in regions + hidden for i in range(a, b + 1)}
+    teacher = _regions(lines, BEGIN_TEACHER, END_TEACHER, where) if markdown else []
+    drop = {i for a, b in regions + hidden + teacher for i in range(a, b + 1)}
+    after_teacher = {b + 1 for _, b in teacher}
     out = []
     for i, line in enumerate(lines):
         if any(i == a for a, _ in regions):
             indent = line[:len(line) - len(line.lstrip())]
             out += [indent + stub for stub in (TEXT_STUB if markdown else CODE_STUB)]
+        elif i in after_teacher and not line.strip() and (not out or not out[-1].strip()): continue   # one blank line, not two
         elif i not in drop: out.append(line)
     return '\n'.join(out), len(regions)
 
@@ -66,7 +72,7 @@ def strip_export_directives(source: str) -> str:
 # %% ../nbs/18_assignment.ipynb #5b309749
 STUDENT_NOTE = ("**Student version.** The solution of each exercise has been replaced by `raise NotImplementedError()`. "
                 "Write your code in its place, run the cell, then run the check right after it: it compares your function "
-                "with the reference on random inputs and, if they differ, names the mistake your output matches.")
+                "with values the check computes itself on random inputs and, if they differ, names the mistake your output matches.")
 
 def _source_text(cell: dict) -> str:
     src = cell.get('source', '')
@@ -86,6 +92,7 @@ def student_notebook(nb: dict, name: str = 'notebook') -> tuple[dict, int]:
         where = f"{name}: cell {index}" + (f" (id {cell['id']})" if cell.get('id') else '')
         text, n = strip_solutions(_source_text(cell), where, markdown=(kind == 'markdown'))
         n_regions += n
+        if kind == 'markdown' and not text.strip() and _source_text(cell).strip(): continue   # teacher-only prose
         if kind == 'code':
             stripped = strip_export_directives(text)
             if not stripped.strip() and text.strip(): continue              # only directives: drop the cell

@@ -70,6 +70,8 @@ def test_regions_become_indented_stubs_and_the_rest_is_kept():
     assert strip_solutions(f"text\n{BEGIN}\nanswer\n{END}", markdown=True) == ('text\nYOUR ANSWER HERE', 1)
     assert strip_solutions("x = '### BEGIN SOLUTION'  # a string, not a marker line") == ("x = '### BEGIN SOLUTION'  # a string, not a marker line", 0)
     assert strip_solutions("a\n### BEGIN HIDDEN TESTS\nassert a\n### END HIDDEN TESTS\nb") == ('a\nb', 0)
+    teacher = "Check.\n\n<!-- BEGIN TEACHER ONLY -->\nThe answer.\n<!-- END TEACHER ONLY -->\n\nCases."
+    assert strip_solutions(teacher, markdown=True) == ('Check.\n\nCases.', 0) and strip_solutions(teacher)[0] == teacher
 
 
 @pytest.mark.parametrize('text, words', [
@@ -91,7 +93,7 @@ def test_no_solution_code_survives(students):
         lines = {l.strip() for cell in student['cells'] for l in source(cell).split('\n')}
         assert secret and not [l for l in secret if l in lines], teaching.name
         text = '\n'.join(source(c) for c in student['cells'])
-        assert BEGIN not in text and END not in text
+        assert BEGIN not in text and END not in text and assignment.BEGIN_TEACHER not in text and assignment.END_TEACHER not in text
         stubs = [l for c in student['cells'] if c['cell_type'] == 'code' for l in source(c).split('\n') if l.strip() == 'raise NotImplementedError()']
         assert len(stubs) == assignment.student_notebook(load(teaching))[1]
 
@@ -102,7 +104,10 @@ def test_student_versions_keep_prose_checks_and_hidden_cells_but_not_outputs_or_
         s_by_id = {c.get('id'): c for c in s_nb['cells']}
         for cell in t_nb['cells']:
             text = source(cell)
-            if cell['cell_type'] == 'markdown': assert s_by_id[cell['id']]['source'] and source(s_by_id[cell['id']]) == text
+            if cell['cell_type'] == 'markdown':                  # kept, less the teacher-only prose (a cell of it alone goes)
+                kept = strip_solutions(text, markdown=True)[0]
+                if kept.strip(): assert source(s_by_id[cell['id']]) == kept
+                else: assert cell['id'] not in s_by_id
             elif any(call in text for _, call, _ in EXERCISES) or text.startswith('#| hide'):
                 assert source(s_by_id[cell['id']]) == strip_solutions(text)[0]    # kept, less their hidden tests
         assert all(c.get('outputs', []) == [] and c.get('execution_count') is None for c in s_nb['cells'] if c['cell_type'] == 'code')
