@@ -26,7 +26,10 @@ NOISE_LEVEL_METHODS = ('gamma', 'sqrt_gamma')
 
 def sample_noise_level(schedule: NoiseSchedule, batch_size: int, generator: torch.Generator | None = None,
                        method: str = 'gamma', one_t_per_batch: bool = False, device=None) -> tuple[Tensor, Tensor]:
-    "Steps t ~ U{1..T} (B,) and noise levels sqrt(gamma) (B,) float64, with gamma in (gamma_t, gamma_{t-1}): uniform in gamma or in sqrt(gamma)."
+    """SR3's draw of a step and a continuous noise level for each of `batch_size` images (one step for the whole batch
+    if `one_t_per_batch`), from `generator`: `method` 'gamma' or 'sqrt_gamma' says in which of the two the level is
+    uniform within its step's interval. Returns the steps t (B,) long, in 1..T, and the noise levels the network is
+    given (the square root of gamma) (B,) float64, both on `device`."""
     if method not in NOISE_LEVEL_METHODS: raise ValueError(f"method must be one of {NOISE_LEVEL_METHODS}, got {method!r}")
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     ### BEGIN SOLUTION
@@ -193,7 +196,10 @@ def _check_noise_level_draws(fn: Callable, seed: int) -> None:
 def diffusion_loss(model: Callable[[Tensor, Tensor], Tensor], x_lr_up: Tensor | None, y0: Tensor, schedule: NoiseSchedule, p: int = 1,
                    reduction: str = 'mean', noise: Tensor | None = None, noise_level: Tensor | None = None,
                    generator: torch.Generator | None = None, method: str = 'gamma') -> Tensor:
-    "Eq. 13: |model(cat([x_lr_up, y_noisy], 1), sqrt(gamma)) - noise|^p, averaged over pixels ('mean') or summed per image ('sum')."
+    """Eq. 13's loss for one batch: the L_p error (`p` 1 or 2) of `model`'s estimate of the noise in `y0` noised at
+    one noise level per image, conditioned on `x_lr_up` (None: unconditional), averaged over pixels ('mean') or
+    summed per image and averaged over the images ('sum'). `noise` and `noise_level` (as `sample_noise_level` returns
+    it) are drawn from `generator` by `method` unless given. A scalar tensor that back-propagates to `model`."""
     if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p!r}")
     if reduction not in ('mean', 'sum'): raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     B = y0.shape[0]

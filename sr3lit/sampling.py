@@ -132,8 +132,10 @@ def p_sample_step(model: Callable, schedule: NoiseSchedule, x_up: torch.Tensor, 
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """One step of Algorithm 2: a sample of y_{t-1} given y_t, for t an int or a (B,) tensor in 1..T.
 
-    `variance`: 'posterior' (sigma_t^2 = beta tilde_t, eq. 10, the reference implementation's choice) or 'beta'
-    (sigma_t^2 = beta_t, the report's Algorithm 2). No noise is added where t = 1."""
+    `model(x, noise_level)` predicts the noise, `x_up` is the upsampled conditioning image, `noise` the standard
+    normal noise of the step (drawn from `generator` if None), `clip_denoised` clips the estimate of y_0 to [-1, 1].
+    `variance` chooses the variance of the step's noise: 'posterior' (eq. 10's, the reference implementation's
+    choice) or 'beta' (the report's Algorithm 2). No noise is added where t = 1. Returns a tensor like `y_t`."""
     if variance not in VARIANCES: raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
     t = timestep_tensor(schedule, t, len(y_t)).expand(len(y_t))              # (B,)
     ### BEGIN SOLUTION

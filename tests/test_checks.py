@@ -417,12 +417,12 @@ CATALOGUES = {'forward': ['Q_SAMPLE_MISTAKES'], 'posterior': ['POSTERIOR_MEAN_MI
 FORMULAS = {
     'q_sample, eq. 6': [r"sqrt\(gamma(_t)?\)\*y_?0", r"sqrt\(1-gamma(_t)?\)"],
     'the posterior, eq. 9-10': [r"\(1-gamma_\{t-1\}\)/\(1-gamma_t\)", r"sqrt\(alpha_t\)\*\(1-gamma", r"sqrt\(gamma_\{t-1\}\)\*(beta|y)"],
-    'sample_noise_level': [r"randint\(1,t\+1", r"low\+u\*\(high-low\)", r"(return|is|level)sqrt\(gamma"],
+    'sample_noise_level': [r"randint\(1,t\+1", r"low\+u\*\(high-low\)", r"(return|is|level)sqrt\(gamma", r"gammain\(gamma_t,gamma_\{t-1\}\)"],
     'the loss, eq. 13': [r"\|eps_hat-noise\|", r"\(eps_hat-noise\)\*\*2", r"noise_level\*\*2", r"error\.(flatten\(1\)\.sum\(1\)\.)?mean\(\)",
                          r"cat\(\[x_lr_up,y_noisy\]"],
     'psnr': [r"10\*log10\(", r"log10\(255", r"255\*\*2/", r"\+1\)\*127\.5", r"peak255"],
     'the reverse step, eq. 11 and Algorithm 2': [r"1/sqrt\(alpha", r"y_t-beta_t/sqrt\(1-gamma_t\)", r"/sqrt\(gamma_t\)", r"cat\(\[x_up,y_t\]",
-                                                  r"mean\+sigma_t\*noise", r"sqrt\(variance\)"],
+                                                  r"mean\+sigma_t\*noise", r"sqrt\(variance\)", r"sigma_t\^2=beta"],
 }
 # each pattern must recognise one of these: the answers as a careless message would spell them out
 ANSWERS = ["sqrt(gamma)*y0 + sqrt(1-gamma)*noise", "sqrt(alpha_t)*(1-gamma_{t-1})/(1-gamma_t)", "sqrt(gamma_{t-1})*beta_t/(1-gamma_t)",
@@ -430,7 +430,8 @@ ANSWERS = ["sqrt(gamma)*y0 + sqrt(1-gamma)*noise", "sqrt(alpha_t)*(1-gamma_{t-1}
            "|eps_hat - noise|", "(eps_hat - noise)**2", "q_sample(y0, noise_level**2, noise)", "error.flatten(1).sum(1).mean()",
            "cat([x_lr_up, y_noisy], dim=1)", "10*log10(255**2/MSE)", "20*log10(255/sqrt(MSE))", "round((clip(x, -1, 1) + 1) * 127.5)",
            "8-bit pixels, peak 255", "1/sqrt(alpha_t)*(y_t - beta_t/sqrt(1-gamma_t)*eps)", "(y_t - sqrt(1-gamma_t)*eps)/sqrt(gamma_t)",
-           "cat([x_up, y_t], dim=1)", "y_{t-1} = mean + sigma_t*noise", "sqrt(variance)"]
+           "cat([x_up, y_t], dim=1)", "y_{t-1} = mean + sigma_t*noise", "sqrt(variance)", "with gamma in (gamma_t, gamma_{t-1})",
+           "sigma_t^2 = beta tilde_t"]
 
 
 def _text(node) -> str:
@@ -485,3 +486,68 @@ def test_q_sample_prose_gives_no_formula():
     nb = json.loads((Path(__file__).parents[1] / 'nbs' / '01_forward.ipynb').read_text())
     cell = next(''.join(c['source']) for c in nb['cells'] if ''.join(c['source']).startswith('### The check of `q_sample`'))
     assert r'\sqrt{1-\gamma}' not in cell and r'\sqrt\gamma\,y_0' not in cell and r'\sqrt{\gamma}\,y_0' not in cell
+
+
+# ---------------------------------------------------------------- the student versions: no formula in prose or docstrings
+
+NBS = Path(__file__).parents[1] / 'nbs'
+EXERCISE_CHAPTERS = ['01_forward.ipynb', '02_posterior.ipynb', '04_loss.ipynb', '08_metrics.ipynb', '09_sampling.ipynb']
+
+# The same answers as the documentation's LaTeX writes them (matched without whitespace, in lower case).
+LATEX_FORMULAS = {
+    'q_sample, eq. 6': [r"\\sqrt\{?1-\\gamma(_t)?\}?(\\,)?(z|\\epsilon|noise)", r"\\sqrt\{?\\gamma(_t)?\}?(\\,)?y_0\+"],
+    'the posterior, eq. 9-10': [r"\\frac\{\\sqrt\{\\alpha_t\}\(1-\\gamma_\{t-1\}\)\}", r"\\frac\{\\sqrt\{\\gamma_\{t-1\}\}\\beta_t\}",
+                                r"\\frac\{1-\\gamma_\{t-1\}\}\{1-\\gamma_t\}\\beta_t"],
+    'sample_noise_level': [r"\\simu\\\{1", r"\\simu\((\\sqrt\{)?\\gamma_t", r"w=\((\\sqrt\{?)?\\gamma"],
+    'the loss, eq. 13': [r"\|\\hat\\epsilon-\\epsilon\|", r"\(\\hat\\epsilon-\\epsilon\)\^2"],
+    'psnr': [r"10\\log_\{?10\}?", r"255\^2/", r"127\.5(\\,)?\((\\mathrm\{)?clip"],
+    'the reverse step, eq. 11-12 and Algorithm 2': [r"\\haty_0=\(y_t-", r"/\\sqrt\{\\gamma_t\}", r"\\sigma_t\^2=\\tilde\\beta_t",
+                                                     r"1/\\sqrt\{\\alpha_t\}", r"\\frac\{1\}\{\\sqrt\{\\alpha_t\}\}"],
+}
+LATEX_ANSWERS = [r"y_t = \sqrt{\gamma_t}\,y_0 + \sqrt{1-\gamma_t}\,z", r"$\frac{\sqrt{\alpha_t}(1-\gamma_{t-1})}{1-\gamma_t}$",
+                 r"$\frac{\sqrt{\gamma_{t-1}}\beta_t}{1-\gamma_t}$", r"$\tilde\beta_t = \frac{1-\gamma_{t-1}}{1-\gamma_t}\beta_t$",
+                 r"$t \sim U\{1, \dots, T\}$", r"$\gamma \sim U(\gamma_t, \gamma_{t-1})$", r"$\sqrt\gamma \sim U(\sqrt{\gamma_t}, \sqrt{\gamma_{t-1}})$",
+                 r"$w = (\gamma - \gamma_t)/(\gamma_{t-1} - \gamma_t)$", r"$|\hat\epsilon - \epsilon|^p$", r"$(\hat\epsilon - \epsilon)^2$",
+                 r"$10\log_{10}\big(255^2/\mathrm{MSE}\big)$", r"$\mathrm{round}\big(127.5\,(\mathrm{clip}(x, -1, 1) + 1)\big)$",
+                 r"$\hat y_0 = (y_t - \sqrt{1-\gamma_t}\,\hat\epsilon)/\sqrt{\gamma_t}$", r"$\sigma_t^2 = \tilde\beta_t$",
+                 r"scaled by $1/\sqrt{\alpha_t}$", r"$\frac{1}{\sqrt{\alpha_t}}\big(y_t - \dots\big)$"]
+
+
+def all_formulas_in(text: str) -> list[str]:
+    "The FORMULAS and LATEX_FORMULAS patterns that `text` contains."
+    flat = ''.join(text.split()).lower()
+    return formulas_in(text) + [p for patterns in LATEX_FORMULAS.values() for p in patterns if re.search(p, flat)]
+
+
+def test_the_latex_patterns_recognise_the_answers():
+    for patterns in LATEX_FORMULAS.values():
+        for p in patterns: assert any(re.search(p, ''.join(a.split()).lower()) for a in LATEX_ANSWERS), p
+
+
+def exercise_prose_and_docstrings(nb: dict) -> dict[str, str]:
+    """What a student version says about its exercises: the '**Exercise.**' and '### The check of' Markdown cells, and
+    the docstrings of the functions left to write (those whose body raises the stub's NotImplementedError)."""
+    found = {}
+    for cell in nb['cells']:
+        text = ''.join(cell['source'])
+        if cell['cell_type'] == 'markdown' and text.startswith(('**Exercise.**', '### The check of')): found[text.split('\n')[0]] = text
+        if cell['cell_type'] != 'code' or 'raise NotImplementedError()' not in text: continue
+        for fn in ast.walk(ast.parse(text)):
+            if isinstance(fn, ast.FunctionDef) and any(isinstance(n, ast.Raise) and 'NotImplementedError' in ast.dump(n) for n in ast.walk(fn)):
+                found[f'docstring of {fn.name}'] = ast.get_docstring(fn) or ''
+    return found
+
+
+@pytest.mark.parametrize('chapter', EXERCISE_CHAPTERS)
+def test_student_versions_describe_exercises_and_checks_without_formulas(chapter):
+    """In the student version (chapter 18), the exercise's description, its check's description and the docstrings of the
+    functions to write say what to compute, not the formula: the teaching version keeps those in teacher-only regions."""
+    from sr3lit.assignment import student_notebook
+    student, _ = student_notebook(json.loads((NBS / chapter).read_text()), chapter)
+    texts = exercise_prose_and_docstrings(student)
+    assert sum(k.startswith('### The check of') for k in texts) >= 1 and sum(k.startswith('docstring of') for k in texts) >= 1
+    given_away = {k: all_formulas_in(t) for k, t in texts.items() if all_formulas_in(t)}
+    assert not given_away, given_away
+    # the teaching version still has them, for the teacher (except chapter 01, whose check prose never had one)
+    teaching = exercise_prose_and_docstrings(json.loads((NBS / chapter).read_text()))
+    assert chapter == '01_forward.ipynb' or any(all_formulas_in(t) for k, t in teaching.items() if k.startswith('### The check of'))
