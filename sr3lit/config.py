@@ -113,7 +113,7 @@ class TrainConfig:
     random_crops: bool = True         # embedded data: crops drawn per step from the training photographs (chapter 06's RandomCrops)
     rotate: bool = True               # ... turned by multiples of 90 degrees
     permute_channels: bool = True     # ... with their colour channels in a random order
-    flat_fraction: float = 0.02       # ... and this fraction of flat patches of a random colour
+    flat_fraction: float = 0.05       # ... and this fraction of flat patches of a random colour
     num_workers: int = 0              # DataLoader processes; 0 loads in the training process
     # --- network (sr3lit.unet.UNet): chapter 05's 'tiny' preset, field by field
     in_channel: int = _TINY['in_channel']             # cat([upsampled LR, y_t]): 3 + 3
@@ -135,6 +135,8 @@ class TrainConfig:
     linear_start: float = 1e-6
     linear_end: float = 1e-2
     noise_level_method: str = 'gamma'  # gamma ~ U(gamma_t, gamma_{t-1}) (the report) or 'sqrt_gamma' (uniform in sqrt(gamma), the reference)
+    loss_weighting: str = 'edm'       # 'sr3': Algorithm 1's plain noise error (the report); 'edm': each noise level weighted so the
+                                      # preconditioned output's error counts the same at every level (Karras et al. 2022; chapter 13)
     # --- optimisation
     optimizer: str = 'adam'           # 'adam' or 'adamw'
     lr: float = 2e-3                  # high, for a short run of a small network; the cosine brings it down
@@ -175,6 +177,7 @@ class TrainConfig:
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
+            (self.loss_weighting in ('sr3', 'edm'), f"loss_weighting must be 'sr3' or 'edm', got {self.loss_weighting!r}"),
             (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
             (self.amp in ('auto', 'bf16', 'off'), f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
@@ -218,7 +221,7 @@ class TrainConfig:
 # %% ../nbs/10_config.ipynb #11230efe
 _REFERENCE_UNET = dict(network_settings('sr3-16-128'), use_affine_level=False, noise_scale=1.0, precondition=False)
 _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
-                           linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, optimizer='adam', warmup_steps=0,
+                           linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, loss_weighting='sr3', optimizer='adam', warmup_steps=0,
                            lr_schedule='constant',
                            grad_clip=0.0, batch_size=4, max_steps=1_000_000, ema_decay=0.9999, ema_start=5000,
                            log_every=200, checkpoint_every=10_000, val_every=10_000, n_val=8, val_steps=200)
@@ -258,6 +261,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     'lr_schedule': 'constant',    # before: constant after the warm-up
     'random_crops': False,        # before: fixed non-overlapping patches of the embedded photographs
     'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0,
+    'loss_weighting': 'sr3',      # before: Algorithm 1's plain noise error
 }
 
 # the reference's JSON (config/sr_sr3_*.json of github.com/Janspiry/Image-Super-Resolution-via-Iterative-Refinement):

@@ -40,10 +40,11 @@ from .schedules import NoiseSchedule
 from .unet import count_parameters, load_janspiry
 
 # %% auto #0
-__all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'DEFAULT_FACE', 'ExperimentPreset', 'get_experiment_preset', 'chain_start',
-           'Progress', 'cached_stage', 'write_images', 'read_images', 'pick_indices', 'prepare_test_set',
-           'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs', 'regression_outputs', 'image_stage',
-           'mean_colour_error', 'colour_error_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns',
+__all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT_FACE', 'ExperimentPreset',
+           'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
+           'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
+           'regression_outputs', 'image_stage', 'mean_colour_error', 'error_by_noise_level',
+           'colour_error_by_noise_level', 'psnr_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns',
            'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
            'mark_footprint', 'reproduce_pretrained']
 
@@ -119,8 +120,8 @@ EXPERIMENT_PRESETS: dict[str, ExperimentPreset] = {p.name: p for p in (
                      train_preset='micro', sr3_steps=20, regression_steps=20, n_test=2, steps=(50, 10),
                      ddim_steps=(10,), n_figure=2),
     ExperimentPreset('tiny', 'the whole study on the embedded photographs, 8->32, in under 15 minutes on 2 CPU cores',
-                     train_preset='tiny', sr3_steps=1200, regression_steps=800, n_test=48, batch_size=48,
-                     steps=(2000, 200, 50, 10), ddim_steps=(50, 10)),
+                     train_preset='tiny', sr3_steps=1200, regression_steps=500, n_test=48, batch_size=48,
+                     steps=(2000, 50, 10), ddim_steps=(50, 10)),
     ExperimentPreset('afhq-dog-16-128', "the report's AFHQ-dog experiment (needs `sr3lit prepare afhq-dog` and a GPU)",
                      train_preset='afhq-dog-16-128', n_test=50, test_pick='first', batch_size=10,
                      ddim_steps=(1000, 200, 50, 10), report='afhq-dog-16-128'),
@@ -330,11 +331,15 @@ def mean_colour_error(images: Tensor, reference: Tensor) -> Tensor:
     "Per image, the mean absolute difference (grey levels, 0..255) of the per-channel mean colours of two (B, 3, H, W) batches in [-1, 1]."
     return 127.5 * (images.double().mean(dim=(2, 3)) - reference.double().mean(dim=(2, 3))).abs().mean(dim=1)
 
+NOISE_LEVEL_STEPS = (1, 200, 600, 1000, 1400, 1800, 2000)     # where the study looks at the network's estimate of y0
+
 @torch.no_grad()
-def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
-                                timesteps: Sequence[int] = (1, 200, 600, 1000, 1400, 1800, 2000), seed: int = 0,
-                                batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
-    "For each step t: the mean colour error (grey levels) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr)."
+def error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
+                         measure: Callable[[Tensor, Tensor], Tensor] = mean_colour_error,
+                         timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
+                         batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
+    """For each step t: the mean over images of `measure(y0_hat, hr)` (per image, (B,)), where y0_hat is the network's
+    estimate of the clean image from y_t ~ q(y_t | y_0 = hr), clipped as the sampler clips it."""
     was_training = getattr(model, 'training', False)
     if hasattr(model, 'eval'): model.eval()
     device = next(model.parameters()).device
@@ -354,10 +359,24 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
             eps = model(torch.cat([cond, y_t], 1).to(device), level.to(device)).cpu()
             y0_hat = predict_y0_from_noise(schedule, y_t, t, eps)
             y0_hat = target.decode(torch.maximum(torch.minimum(y0_hat, hi), lo), cond)   # as the sampler clips it
-            per_image.append(mean_colour_error(y0_hat, hr_part))
+            per_image.append(measure(y0_hat, hr_part).double())
         errors[t] = float(torch.cat(per_image).mean())
     if was_training: model.train()
     return errors
+
+def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
+                                timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
+                                batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
+    "For each step t: the mean colour error (grey levels) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr)."
+    return error_by_noise_level(model, schedule, x_up, hr, mean_colour_error, timesteps, seed, batch_size, target)
+
+def psnr_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
+                        timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
+                        batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
+    """For each step t: the mean PSNR (dB) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr) (chapter 13's loss
+    weighting), on the estimate as it is, not rounded to 8 bits (at t = 1 rounding would often make it exact: infinite)."""
+    unrounded = lambda estimate, reference: psnr(estimate, reference, quantize=False)
+    return error_by_noise_level(model, schedule, x_up, hr, unrounded, timesteps, seed, batch_size, target)
 
 def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50, batch_size: int = 16) -> dict:
     """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between
@@ -451,8 +470,12 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
               **sr3_stages(sr3, plan, preset, test, out_dir, log, progress)}
     colour = cached_stage(out_dir / 'stages' / 'colour.json',
                           {'steps': {k: r.step for k, r in runs.items()}, 'names': test['names'], 'seed': seed,
-                           'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps},
+                           'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps,
+                           'measures': ['colour', 'psnr unrounded']},
                           lambda: {'by_noise_level': {str(t): e for t, e in colour_error_by_noise_level(
+                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed,
+                                       batch_size=bs, target=target_of(configs['sr3'])).items()},
+                                   'psnr_by_noise_level': {str(t): e for t, e in psnr_by_noise_level(
                                        sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed,
                                        batch_size=bs, target=target_of(configs['sr3'])).items()},
                                    'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean()),
@@ -481,6 +504,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         'chain_start': {str(n): {k: chain_start(train_schedule, n, k) for k in ('rediscretize', 'respace')} for n in all_counts if n <= T},
         'report': REPORT_NUMBERS.get(preset.report) if preset.report else None,
         'colour_error_by_noise_level': {'sr3': colour['by_noise_level'], 'bicubic': colour['bicubic'],
+                                        'psnr': colour['psnr_by_noise_level'],
                                         'gamma': {t: float(train_schedule.gammas[int(t) - 1]) for t in colour['by_noise_level']}},
         'flat_colour': colour['flat'],
         'stage_seconds': {tag: s['seconds'] for tag, s in stages.items()},

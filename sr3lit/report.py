@@ -230,12 +230,15 @@ def training_report(results: dict) -> str:
     ce = results.get('colour_error_by_noise_level')
     if ce:
         lines += ["## Table 3. How well SR3 knows the colour at each noise level", '',
-                  markdown_table(['step t', 'γ_t', "colour error of SR3's ŷ0 (grey levels)"],
-                                 [[t, f"{ce['gamma'][t]:.2g}", f"{e:.1f}"] for t, e in ce['sr3'].items()]
-                                 + [['bicubic input', '', f"{ce['bicubic']:.1f}"]]), '',
+                  markdown_table(['step t', 'γ_t', "colour error of SR3's ŷ0 (grey levels)", "PSNR of SR3's ŷ0 (dB)"],
+                                 [[t, f"{ce['gamma'][t]:.2g}", f"{e:.1f}", f"{ce['psnr'][t]:.2f}" if 'psnr' in ce else 'n/a']
+                                  for t, e in ce['sr3'].items()]
+                                 + [['bicubic input', '', f"{ce['bicubic']:.1f}", f"{results['methods']['bicubic']['psnr']:.2f}"],
+                                    ['regression', '', '', f"{results['methods']['regression']['psnr']:.2f}"]]), '',
                   "The network's estimate ŷ0 = (y_t − √(1−γ_t) ε̂)/√γ_t from y_t ~ q(y_t | y_0), compared with the "
-                  "reference by mean colour per channel. The chain fixes a sample's colour at high noise; where this "
-                  "error is large, samples come out with colour casts.", '']
+                  "reference by mean colour per channel and by PSNR. The chain fixes a sample's colour and coarse shapes at "
+                  "high noise; where ŷ0 is worse than the bicubic input there, samples come out with colours and shapes "
+                  "the photograph does not have (chapter 13: which noise levels the loss teaches).", '']
     lines += ['## Findings', '']
     for f in results['findings']:
         lines.append(f"- {'✔' if f['holds'] else '✘'} {f['claim']}: PSNR {f['difference_db']:+.2f} ± {f['standard_error_db']:.2f} dB, "

@@ -36,8 +36,9 @@ from . import data as sr3data
 from .download import DATASETS
 from .images import save_image_grid
 from .schedules import NoiseSchedule
+from .forward import q_sample
 from .loss import diffusion_loss, sample_noise_level
-from .unet import UNet
+from .unet import UNet, precondition_coefficients
 from .metrics import psnr
 from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
 # TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
@@ -47,12 +48,13 @@ from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpo
 from .regression import RegressionObjective, Target, regression_configure, regression_method_predict, target_of
 
 # %% auto #0
-__all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed', 'seed_global_rngs',
-           'StepSampler', 'StepSeededDataset', 'SampleRNG', 'DiffusionObjective', 'learning_rate', 'EMA', 'DistContext',
-           'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError',
-           'TrainResult', 'check_compatible', 'make_optimizer', 'TrainingSession', 'start_session', 'step_loader',
-           'optimisation_step', 'tensorboard_writer', 'TrainingLog', 'validation_batch', 'validate', 'save_session',
-           'fit', 'Method', 'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
+__all__ = ['LOSS_WEIGHTINGS', 'METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed',
+           'seed_global_rngs', 'StepSampler', 'StepSeededDataset', 'SampleRNG', 'noise_level_weight',
+           'DiffusionObjective', 'learning_rate', 'EMA', 'DistContext', 'resolve_device', 'setup_distributed',
+           'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError', 'TrainResult', 'check_compatible',
+           'make_optimizer', 'TrainingSession', 'start_session', 'step_loader', 'optimisation_step',
+           'tensorboard_writer', 'TrainingLog', 'validation_batch', 'validate', 'save_session', 'fit', 'Method',
+           'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -142,11 +144,25 @@ class SampleRNG:
         return self.draw(lambda g: torch.randn(shape, generator=g))
 
 # %% ../nbs/13_training.ipynb #2ba95714
+LOSS_WEIGHTINGS = ('sr3', 'edm')
+
+def noise_level_weight(noise_level: Tensor, weighting: str = 'sr3', sigma_data: float = 0.5, p: int = 2) -> Tensor:
+    """The weight (B,) float64 of each image's noise error |eps_hat - z|^p at `noise_level` = sqrt(gamma): 1 for 'sr3'
+    (Algorithm 1), c_out^-p for 'edm', so that the error of the preconditioned output F counts the same at every level."""
+    if weighting not in LOSS_WEIGHTINGS: raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    noise_level = torch.as_tensor(noise_level, dtype=torch.float64)
+    if weighting == 'sr3': return torch.ones_like(noise_level)
+    return precondition_coefficients(noise_level, sigma_data)[1] ** (-p)
+
 class DiffusionObjective:
-    "Algorithm 1's loss: mean |eps_theta(cat([x_up, sqrt(g) y0 + sqrt(1-g) z]), sqrt(g)) - z|^p, with g and z drawn per sample."
-    def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma', target: Target = Target()):
+    """Algorithm 1's loss: mean |eps_theta(cat([x_up, sqrt(g) y0 + sqrt(1-g) z]), sqrt(g)) - z|^p, with g and z drawn per
+    sample; with `weighting='edm'` each image's error is weighted by `noise_level_weight` (the section below)."""
+    def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma', target: Target = Target(),
+                 weighting: str = 'sr3', sigma_data: float = 0.5):
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
+        if weighting not in LOSS_WEIGHTINGS: raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
         self.schedule, self.p, self.noise_level_method, self.target = schedule, p, noise_level_method, target
+        self.weighting, self.sigma_data = weighting, sigma_data
 
     def draw(self, batch: dict, rng: SampleRNG) -> tuple[Tensor, Tensor]:
         "The noise levels sqrt(gamma) (B,) and noises z (B, C, H, W) of this batch."
@@ -157,9 +173,16 @@ class DiffusionObjective:
     def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG) -> Tensor:
         noise_level, noise = self.draw(batch, rng)
         y0 = self.target.encode(batch['HR'], batch['x_up'])          # the image, or chapter 12's scaled residual
-        return diffusion_loss(model, batch['x_up'], y0, self.schedule, self.p, noise=noise, noise_level=noise_level)
+        if self.weighting == 'sr3':
+            return diffusion_loss(model, batch['x_up'], y0, self.schedule, self.p, noise=noise, noise_level=noise_level)
+        y_t = q_sample(y0, noise_level.double() ** 2, noise)
+        eps_hat = model(torch.cat([batch['x_up'], y_t], dim=1), noise_level.to(y0.dtype))
+        error = (eps_hat - noise).abs().pow(self.p).flatten(1).mean(dim=1)      # per image, averaged over its pixels
+        return (noise_level_weight(noise_level, self.weighting, self.sigma_data, self.p).to(error) * error).mean()
 
-    def __repr__(self): return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method}, {self.target})"
+    def __repr__(self):
+        return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method}, {self.weighting}, {self.target})"
+
 
 # %% ../nbs/13_training.ipynb #d1674665
 def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = 'constant', total_steps: int | None = None) -> float:
@@ -611,7 +634,8 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
 
 # every method `train`, `load_run` and the `sr3lit` command know, by name
 METHODS: dict[str, Method] = {
-    'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg)),
+    'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg),
+                                                               cfg.loss_weighting, cfg.sigma_data),
                   sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2, DDIM or DPM-Solver++(2M)'),
     'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p, target_of(cfg)), regression_method_predict,
                          regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),

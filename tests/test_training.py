@@ -397,3 +397,68 @@ def test_data_from_a_prepared_folder_or_plain_images(tmp_path):
     assert (len(train_set), len(val_set)) == (2, 1)
     with pytest.raises(ValueError, match='sr3lit prepare afhq-dog'):
         open_datasets(make_config('afhq-dog-16-128', overrides=dict(data_dir=str(tmp_path / 'nothing'))))
+
+
+# --- chapter 13: which noise levels the loss teaches (loss_weighting) --------------------------------------------
+
+def _weighting_batch(n=16, size=8):
+    g = torch.Generator().manual_seed(3)
+    hr = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+    return {'HR': hr, 'x_up': hr.flip(-1)}
+
+@pytest.mark.parametrize('p', [1, 2])
+def test_edm_weighting_is_karras_loss_on_the_denoised_estimate(p):
+    """'edm' weights the noise error so that it equals Karras et al.'s loss lambda(sigma)*|D - y0|^2 (p=2), or its
+    square root's analogue sqrt(lambda)*|D - y0| (p=1), computed here in their variance-exploding variables."""
+    from sr3lit.schedules import NoiseSchedule
+    sched = NoiseSchedule.make('linear', 2000)
+    torch.manual_seed(0)
+    net = nn.Conv2d(6, 3, 3, padding=1)
+    model = lambda x, level: net(x) * level.view(-1, 1, 1, 1)
+    batch = _weighting_batch()
+    seeds = [derive_seed(1, 'sample', j) for j in range(16)]
+    obj = DiffusionObjective(sched, p, weighting='edm', sigma_data=0.5)
+    loss = obj(model, batch, SampleRNG(seeds)).item()
+    level, z = obj.draw(batch, SampleRNG(seeds))
+    g = (level ** 2).view(-1, 1, 1, 1)
+    y_t = (g.sqrt() * batch['HR'] + (1 - g).sqrt() * z).float()
+    with torch.no_grad(): eps_hat = model(torch.cat([batch['x_up'], y_t], 1), level.float()).double()
+    d = (y_t.double() - (1 - g).sqrt() * eps_hat) / g.sqrt()               # the denoised estimate D
+    sigma2 = (1 - g) / g                                                    # VE noise variance of the same level
+    lam = (sigma2 + 0.25) / (sigma2 * 0.25)                                 # Karras et al. (2022), Table 1, sigma_data 0.5
+    err = (d - batch['HR'].double()).abs()
+    expected = ((lam * err ** 2) if p == 2 else (lam.sqrt() * err)).flatten(1).mean(1).mean().item()
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+def test_sr3_weighting_is_algorithm_1_unchanged():
+    from sr3lit.loss import diffusion_loss
+    from sr3lit.schedules import NoiseSchedule
+    sched = NoiseSchedule.make('linear', 2000)
+    torch.manual_seed(0)
+    net = nn.Conv2d(6, 3, 3, padding=1)
+    model = lambda x, level: net(x) * level.view(-1, 1, 1, 1)
+    batch = _weighting_batch()
+    seeds = [derive_seed(2, 'sample', j) for j in range(16)]
+    obj = DiffusionObjective(sched, 1, weighting='sr3')
+    level, z = obj.draw(batch, SampleRNG(seeds))
+    direct = diffusion_loss(model, batch['x_up'], batch['HR'], sched, 1, noise=z, noise_level=level)
+    assert obj(model, batch, SampleRNG(seeds)).item() == direct.item()
+    assert tr.noise_level_weight(level, 'sr3').eq(1).all()
+    with pytest.raises(ValueError, match='weighting must be one of'): DiffusionObjective(sched, 1, weighting='snr')
+
+def test_edm_weight_grows_with_noise_and_is_one_without_it():
+    levels = torch.tensor([1 - 1e-12, 0.9, 0.5, 0.1, 1e-3], dtype=torch.float64)
+    w = tr.noise_level_weight(levels, 'edm', 0.5, 2)
+    assert w[0] == pytest.approx(1.0, abs=1e-6)                 # no noise: eps_hat's error is F's
+    assert (w.diff() > 0).all()                                 # more noise, more weight
+    gamma = levels[-1] ** 2
+    assert w[-1].item() == pytest.approx(((gamma * 0.25 + 1 - gamma) / (0.25 * gamma)).item(), rel=1e-12)
+    assert tr.noise_level_weight(levels, 'edm', 0.5, 1).pow(2).sub(w).abs().max() < 1e-6 * w.max()
+
+def test_loss_weighting_setting(tmp_path):
+    assert TrainConfig().loss_weighting == 'edm' and make_config('afhq-dog-16-128').loss_weighting == 'sr3'
+    with pytest.raises(ValueError, match='loss_weighting'): TrainConfig(loss_weighting='uniform')
+    from sr3lit.checkpoint import read_run_config
+    values = TrainConfig().to_dict(); del values['loss_weighting']
+    (tmp_path / 'config.json').write_text(json.dumps(values))
+    assert read_run_config(tmp_path).loss_weighting == 'sr3'     # a run made before the setting: Algorithm 1's loss
