@@ -60,12 +60,13 @@ class Run:
         return self.method.predict(self.model, x_up, self.config, **kwargs)
 
     def __call__(self, image: Image.Image | str | Path, steps: int | None = 50, *, seed: int = 0, sampler: str = 'ddpm',
-                 schedule: str = 'respace', eta: float = 0.0, samples: int = 1, overlap: int | None = None,
+                 schedule: str | None = None, eta: float = 0.0, samples: int = 1, overlap: int | None = None,
                  progress: bool = False) -> Image.Image | list[Image.Image]:
         """Super-resolve one low-resolution image, a PIL image or a file: `run(image, steps=50)` returns a PIL image.
 
         It does what the network's input needs: 8-bit RGB, [-1, 1] scaling, bicubic up-sampling by `scale`, tiles
-        when the image is larger than the network's crops. `steps` respaced reverse steps (None: all T of training);
+        when the image is larger than the network's crops. `steps` reverse steps (None: all T of training) of `sampler`,
+        on its own noise levels unless `schedule` names others (`SAMPLER_SCHEDULES`);
         `samples` > 1 returns a list of that many samples."""
         if isinstance(image, Image.Image): img = sr3data.to_rgb8(image)
         elif isinstance(image, (str, os.PathLike)): img = sr3data.load_rgb(image)
@@ -253,7 +254,7 @@ def plan_outputs(source: str | Path, out_dir: str | Path, samples: int = 1, over
     return plan
 
 def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, steps: int | None = None,
-                       sampler: str = 'ddpm', schedule: str = 'respace', samples: int = 1, seed: int = 0,
+                       sampler: str = 'ddpm', schedule: str | None = None, samples: int = 1, seed: int = 0,
                        overlap: int | None = None, eta: float = 0.0, progress: bool = True, overwrite: bool = False,
                        also: tuple[str, ...] = ()) -> SuperResolved:
     """Super-resolve every image under `source` (a folder or a file) into `out_dir` as PNGs with the same names.

@@ -64,3 +64,10 @@ def test_sr3lit_sample_with_dpmpp2m(tmp_path):
     assert summary['sampler'] == 'dpmpp2m' and summary['schedule'] == 'karras' and summary['steps'] == 4
     assert summary['network_evaluations'] == 4 and runs['r'][0]['schedule'] == 'respace'
     assert runs['k'][1] == runs['k2'][1]                         # deterministic given the seed
+    # the Python API follows the sampler's levels too: run(image, sampler='dpmpp2m') is Karras' spacing, not respaced
+    from sr3lit.inference import load_run
+    loaded = load_run(run_dir)
+    image = lr / 'a.png'
+    default = loaded(image, steps=4, sampler='dpmpp2m')
+    assert default.tobytes() == loaded(image, steps=4, sampler='dpmpp2m', schedule='karras').tobytes()
+    assert default.tobytes() != loaded(image, steps=4, sampler='dpmpp2m', schedule='respace').tobytes()
