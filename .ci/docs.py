@@ -58,7 +58,7 @@ def stage_notebook(nb: dict) -> dict:
                 data = out.get('data', {})
                 if WIDGET_MIME in data and len(data) > 1: del data[WIDGET_MIME]   # keep the text/plain fallback
         else:
-            src = src.replace(RAW_IMAGES, 'images/')
+            src = src.replace(RAW_IMAGES, 'images/').replace('](_docs/index.html)', '](index.ipynb)')
         cell['source'] = src
         cells.append(cell)
     nb['cells'] = cells
@@ -108,9 +108,11 @@ def build() -> None:
     stage()
     if OUT.exists(): shutil.rmtree(OUT)
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(STAGE), str(ROOT), os.environ.get('PYTHONPATH', '')])}
-    r = subprocess.run([sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '--keep-going', '-d', str(STAGE / '_doctrees'),
-                        str(STAGE), str(OUT)], cwd=ROOT, env=env)
-    if r.returncode or not (OUT / 'index.html').is_file(): sys.exit(f'sphinx-build failed (exit {r.returncode})')
+    html = STAGE / '_build' / 'html'        # myst-nb writes its images next to it, in _build/jupyter_execute
+    r = subprocess.run([sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '--keep-going', '-d', str(STAGE / '_build' / 'doctrees'),
+                        str(STAGE), str(html)], cwd=ROOT, env=env)
+    if r.returncode or not (html / 'index.html').is_file(): sys.exit(f'sphinx-build failed (exit {r.returncode})')
+    shutil.move(html, OUT)
     (OUT / '.nojekyll').touch()
     print(f'docs: {OUT / "index.html"} ({time.perf_counter() - t0:.0f} s)')
 
