@@ -5,8 +5,9 @@
 Serves `_docs/` on 127.0.0.1 and opens the home page, every chapter page and the API reference. A page fails if it
 does not load, shows a broken image (naturalWidth 0), leaves maths unrendered (source maths but no MathJax output,
 or raw `$$`/`\\[` left in the text), logs a console error or a page error, or requests anything outside
-127.0.0.1 (the site must work offline); the search page must find the chapters on the posterior. Saves screenshots `_docs/_screenshots/home.png` and
-`_docs/_screenshots/01_forward.png`. Exits non-zero with one line per problem.
+127.0.0.1 (the site must work offline); an API page must document something, and the search page must find the
+chapters on the posterior. Saves screenshots `_docs/_screenshots/home.png`, `01_forward.png` and
+`01_forward_figure.png` (the chapter at its first figure). Exits non-zero after listing every problem.
 """
 import argparse
 import functools
@@ -78,7 +79,12 @@ def check_page(ctx, base: str, name: str, shots: Path) -> list[str]:
         problems.append(f"maths not rendered: {s['rendered']} MathJax outputs for {s['mathSource']} formulas")
     if s['rawDisplay']: problems.append(f"{s['rawDisplay']} raw maths delimiter(s) ($$, \\[ or \\begin) left in the text")
     if name.startswith('api/sr3lit.') and not s['apiEntries']: problems.append('API page documents nothing (autodoc import failed?)')
-    if name in SCREENSHOTS: page.screenshot(path=str(shots / SCREENSHOTS[name]), full_page=False)
+    if name in SCREENSHOTS:
+        page.screenshot(path=str(shots / SCREENSHOTS[name]), full_page=False)
+        if s['imgs'] and name != 'index':        # and the chapter's first figure with the text around it
+            page.locator('main img').first.scroll_into_view_if_needed()
+            page.mouse.wheel(0, -150); page.wait_for_timeout(300)
+            page.screenshot(path=str(shots / SCREENSHOTS[name].replace('.png', '_figure.png')), full_page=False)
     page.close()
     print(f"{'ok  ' if not problems else 'FAIL'} {name:32s} {len(s['imgs']):3d} images, {s['rendered']:4d} formulas  "
           f"{s['h1'][:50]!r}", flush=True)
