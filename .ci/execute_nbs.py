@@ -78,7 +78,8 @@ def execute(path: Path, timeout: int, skip_slow: bool, env: dict) -> float:
         if 'iopub.execute_input' in ex and 'shell.execute_reply' in ex:
             secs = (datetime.fromisoformat(ex['shell.execute_reply'].rstrip('Z')) -
                     datetime.fromisoformat(ex['iopub.execute_input'].rstrip('Z'))).total_seconds()
-            if secs >= SLOW_CELL_S: print(f'  {path.stem}: a cell took {secs:.0f} s: {cell.source.splitlines()[0][:70]!r}')
+            first_line = ''.join(cell.source).split('\n')[0]      # source is a list of lines after split_lines
+            if secs >= SLOW_CELL_S: print(f'  {path.stem}: a cell took {secs:.0f} s: {first_line[:70]!r}')
     raw['metadata'].pop('widgets', None)         # the widgets' saved state: large, and no viewer of the file uses it
     path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + '\n')
     return seconds
