@@ -4,7 +4,8 @@
 #   make lab         the course: JupyterLab on nbs/
 #   make docs        the documentation site from the executed notebooks, offline -> _docs/index.html
 #   make docs-check  opens every page of _docs/ in headless Chromium (figures, maths, no console errors)
-#   make outputs     re-executes chapters in place (CHAPTERS="01_forward 02_posterior"; default 00-11 and index)
+#   make outputs     re-executes chapters in place (CHAPTERS="01_forward 02_posterior"; default 00-11 and index;
+#                    OUTPUTS_FLAGS=--skip-slow leaves the `#| slow` cells as they are)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -43,8 +44,10 @@ lab: $(VENV)/.installed
 # Chapters whose committed outputs `make outputs` refreshes (each executed in place, then nbdev_clean'ed).
 CHAPTERS ?= index 00_schedules 00a_images 00b_checks 01_forward 02_posterior 03_vlb 04_loss 05_unet 06_data \
             07_download 08_metrics 09_sampling 10_config 11_checkpoint
+# OUTPUTS_FLAGS=--skip-slow: `#| slow` cells keep the outputs they have
+OUTPUTS_FLAGS ?=
 outputs: $(VENV)/.installed
-	$(BIN)/python .ci/execute_nbs.py $(CHAPTERS)
+	$(BIN)/python .ci/execute_nbs.py $(OUTPUTS_FLAGS) $(CHAPTERS)
 
 # The docs have their own environment: Jupyter Book 1 (Sphinx + myst-nb), sr3lit itself for the API
 # reference, Playwright for the browser check (driving Debian's chromium), and MathJax 3 from npm,

@@ -100,7 +100,7 @@ def stage() -> None:
     write_api_pages(STAGE)
     if not (MATHJAX / 'tex-chtml.js').is_file():
         sys.exit(f'MathJax is missing at {MATHJAX}: run `make docs` (it installs it into .venv-docs)')
-    shutil.copytree(MATHJAX, STAGE / '_mathjax_static' / 'mathjax', ignore=shutil.ignore_patterns('sre', '*.map'))
+    shutil.copytree(MATHJAX, STAGE / '_site_static' / 'mathjax', ignore=shutil.ignore_patterns('sre', '*.map'))
 
 
 def build() -> None:

@@ -2,16 +2,18 @@
 
     python .ci/docs_check.py [--docs _docs] [--chromium /usr/bin/chromium]     # what `make docs-check` runs
 
-Serves `_docs/` on 127.0.0.1 and opens the home page, every chapter page and the API reference. A page fails if it
-does not load, shows a broken image (naturalWidth 0), leaves maths unrendered (source maths but no MathJax output,
-or raw `$$`/`\\[` left in the text), logs a console error or a page error, or requests anything outside
-127.0.0.1 (the site must work offline); an API page must document something, and the search page must find the
-chapters on the posterior. Saves screenshots `_docs/_screenshots/home.png`, `01_forward.png` and
-`01_forward_figure.png` (the chapter at its first figure). Exits non-zero after listing every problem.
+Serves `_docs/` on 127.0.0.1 and opens the home page, every chapter page and the API reference. A page fails if
+it does not load, shows fewer images than its notebook has figures or a broken one (naturalWidth 0), leaves maths
+unrendered (source maths but no MathJax output, or raw `$$`/`\\[` left in the text), logs a console error or a page
+error, or requests anything outside 127.0.0.1 (the site must work offline); an API page must document something,
+and the search page must find the chapters on the posterior. Saves screenshots `_docs/_screenshots/home.png`,
+`01_forward.png` and `01_forward_figure.png` (the chapter at its first figure). Exits non-zero after listing every
+problem.
 """
 import argparse
 import functools
 import http.server
+import json
 import re
 import sys
 import tempfile
@@ -48,6 +50,15 @@ def pages(docs: Path) -> list[str]:
     return [n for n in names] + [p.relative_to(docs).with_suffix('').as_posix() for p in sorted((docs / 'api').glob('sr3lit.*.html'))]
 
 
+def figures_in_notebook(name: str) -> int:
+    "The figures (PNG outputs) of the staged copy of a chapter that `make docs` built the page from (0 if none)."
+    staged = ROOT / '_docs_src' / f'{name}.ipynb'
+    if not staged.is_file(): return 0
+    cells = json.loads(staged.read_text())['cells']
+    return sum('image/png' in o.get('data', {}) for c in cells for o in c.get('outputs', [])
+               if 'remove-output' not in c.get('metadata', {}).get('tags', []))
+
+
 def serve(docs: Path):
     "A quiet HTTP server for `docs` on a free port of 127.0.0.1; returns (server, base URL)."
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -73,6 +84,8 @@ def check_page(ctx, base: str, name: str, shots: Path) -> list[str]:
     s = page.evaluate(PAGE_STATE)
     page.wait_for_timeout(300)                   # late console errors and requests
     broken = [i['src'] for i in s['imgs'] if not i['ok']]
+    if (n_figures := figures_in_notebook(name)) > len(s['imgs']):
+        problems.append(f"{n_figures} figures in the notebook, {len(s['imgs'])} images on the page")
     if broken: problems.append(f'{len(broken)} broken image(s): {broken[:3]}')
     if s['mathSource'] and not s['mathjax']: problems.append('has maths but MathJax did not load')
     if s['mathSource'] and s['rendered'] < s['mathSource']:

@@ -17,8 +17,8 @@ nb_ipywidgets_js = {}                   # widget views fall back to their text; 
 myst_enable_extensions = ['amsmath', 'dollarmath', 'colon_fence', 'deflist', 'html_image']
 myst_heading_anchors = 3
 
-# MathJax 3 is served by the site itself (.ci/docs.py copies it from npm's mathjax package into _mathjax_static/).
-html_static_path = ['_mathjax_static']
+# MathJax 3 is served by the site itself (.ci/docs.py copies it from npm's mathjax package into _site_static/).
+html_static_path = ['_site_static']      # copied to _static/: MathJax is _static/mathjax/
 mathjax_path = 'mathjax/tex-chtml.js'
 
 html_theme = 'sphinx_book_theme'
