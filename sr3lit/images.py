@@ -15,8 +15,8 @@ from PIL import Image
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['PHOTO_SOURCES', 'embedded_photo', 'photo_tensor', 'to_uint8', 'image_table', 'show_images', 'save_figure',
-           'save_image_grid']
+__all__ = ['PHOTO_SOURCES', 'embedded_photo', 'photo_tensor', 'to_uint8', 'figure_png', 'image_table', 'show_images',
+           'save_figure', 'save_image_grid']
 
 # %% ../nbs/00a_images.ipynb #1ad4c782
 def _skimage(name: str):
@@ -84,6 +84,13 @@ def _imshow_array(img: Tensor) -> np.ndarray:
     if img.shape[0] == 1: img = img.expand(3, -1, -1)
     return to_uint8(img)
 
+def figure_png(fig) -> bytes:
+    "A matplotlib figure as PNG bytes, cropped to what is drawn, at the figure's dpi."
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', bbox_inches='tight')
+    return buf.getvalue()
+
 def image_table(rows: Sequence[Sequence[Tensor | None]], col_titles: Sequence[str] = (), row_titles: Sequence[str] = (),
                 title: str | None = None, panel: float = 1.5):
     "A matplotlib `Figure` of images ((3, H, W) in [-1, 1]; None = an empty cell) in rows and columns, with titles."
@@ -102,6 +109,7 @@ def image_table(rows: Sequence[Sequence[Tensor | None]], col_titles: Sequence[st
     height = fig.get_size_inches()[1]
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - (0.3 / height if title else 0)))   # room for the title
+    fig._repr_png_ = lambda: figure_png(fig)   # Jupyter shows it as a picture even before pyplot has drawn anything
     return fig
 
 def show_images(images: Sequence[Tensor], titles: Sequence[str] = (), title: str | None = None, panel: float = 2.0):
