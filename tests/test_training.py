@@ -406,16 +406,18 @@ def _weighting_batch(n=16, size=8):
     hr = torch.rand(n, 3, size, size, generator=g) * 2 - 1
     return {'HR': hr, 'x_up': hr.flip(-1)}
 
+def _weighting_setup():
+    "The report's schedule, a small conv net called as the U-Net is (noise-level dependent), and a batch."
+    from sr3lit.schedules import NoiseSchedule
+    torch.manual_seed(0)
+    net = nn.Conv2d(6, 3, 3, padding=1)
+    return NoiseSchedule.make('linear', 2000), (lambda x, level: net(x) * level.view(-1, 1, 1, 1)), _weighting_batch()
+
 @pytest.mark.parametrize('p', [1, 2])
 def test_edm_weighting_is_karras_loss_on_the_denoised_estimate(p):
     """'edm' weights the noise error so that it equals Karras et al.'s loss lambda(sigma)*|D - y0|^2 (p=2), or its
     square root's analogue sqrt(lambda)*|D - y0| (p=1), computed here in their variance-exploding variables."""
-    from sr3lit.schedules import NoiseSchedule
-    sched = NoiseSchedule.make('linear', 2000)
-    torch.manual_seed(0)
-    net = nn.Conv2d(6, 3, 3, padding=1)
-    model = lambda x, level: net(x) * level.view(-1, 1, 1, 1)
-    batch = _weighting_batch()
+    sched, model, batch = _weighting_setup()
     seeds = [derive_seed(1, 'sample', j) for j in range(16)]
     obj = DiffusionObjective(sched, p, weighting='edm', sigma_data=0.5)
     loss = obj(model, batch, SampleRNG(seeds)).item()
@@ -432,12 +434,7 @@ def test_edm_weighting_is_karras_loss_on_the_denoised_estimate(p):
 
 def test_sr3_weighting_is_algorithm_1_unchanged():
     from sr3lit.loss import diffusion_loss
-    from sr3lit.schedules import NoiseSchedule
-    sched = NoiseSchedule.make('linear', 2000)
-    torch.manual_seed(0)
-    net = nn.Conv2d(6, 3, 3, padding=1)
-    model = lambda x, level: net(x) * level.view(-1, 1, 1, 1)
-    batch = _weighting_batch()
+    sched, model, batch = _weighting_setup()
     seeds = [derive_seed(2, 'sample', j) for j in range(16)]
     obj = DiffusionObjective(sched, 1, weighting='sr3')
     level, z = obj.draw(batch, SampleRNG(seeds))
