@@ -16,8 +16,8 @@ from .loss import NOISE_LEVEL_METHODS
 from .unet import UNET_PRESETS
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings', 'network_settings',
-           'TrainConfig', 'make_config', 'config_from_reference_json']
+__all__ = ['LR_SCHEDULES', 'LOSS_WEIGHTINGS', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings',
+           'network_settings', 'TrainConfig', 'make_config', 'config_from_reference_json']
 
 # %% ../nbs/10_config.ipynb #063f40a9
 _BOOL_WORDS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
@@ -88,6 +88,7 @@ def parse_settings(values: Mapping[str, Any] | Sequence[str], current: Mapping[s
 
 # %% ../nbs/10_config.ipynb #912d2acb
 LR_SCHEDULES = ('constant', 'cosine')
+LOSS_WEIGHTINGS = ('sr3', 'edm')     # chapter 13: Algorithm 1's plain noise error, or Karras et al.'s per-level weight
 
 def network_settings(preset: str) -> dict:
     "The TrainConfig fields of chapter 05's U-Net preset `preset` (its image size is the config's `hr_size`)."
@@ -177,7 +178,7 @@ class TrainConfig:
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
-            (self.loss_weighting in ('sr3', 'edm'), f"loss_weighting must be 'sr3' or 'edm', got {self.loss_weighting!r}"),
+            (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}"),
             (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
             (self.amp in ('auto', 'bf16', 'off'), f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),

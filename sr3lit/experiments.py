@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from .unet import count_parameters, load_janspiry
 __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT_FACE', 'ExperimentPreset',
            'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
            'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
-           'regression_outputs', 'image_stage', 'mean_colour_error', 'error_by_noise_level',
+           'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr', 'error_by_noise_level',
            'colour_error_by_noise_level', 'psnr_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns',
            'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
            'mark_footprint', 'reproduce_pretrained']
@@ -333,22 +333,27 @@ def mean_colour_error(images: Tensor, reference: Tensor) -> Tensor:
 
 NOISE_LEVEL_STEPS = (1, 200, 600, 1000, 1400, 1800, 2000)     # where the study looks at the network's estimate of y0
 
+def unrounded_psnr(estimate: Tensor, reference: Tensor) -> Tensor:
+    "PSNR (dB) per image of an estimate as it is, not rounded to 8 bits (rounding can make a near-exact estimate infinite)."
+    return psnr(estimate, reference, quantize=False)
+
 @torch.no_grad()
 def error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
-                         measure: Callable[[Tensor, Tensor], Tensor] = mean_colour_error,
+                         measures: Mapping[str, Callable[[Tensor, Tensor], Tensor]],
                          timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
-                         batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
-    """For each step t: the mean over images of `measure(y0_hat, hr)` (per image, (B,)), where y0_hat is the network's
-    estimate of the clean image from y_t ~ q(y_t | y_0 = hr), clipped as the sampler clips it."""
+                         batch_size: int = 16, target: Target = Target()) -> dict[str, dict[int, float]]:
+    """For each measure and step t: the mean over images of `measure(y0_hat, hr)` (per image, (B,)), where y0_hat is the
+    network's estimate of the clean image from y_t ~ q(y_t | y_0 = hr), clipped as the sampler clips it. One network
+    call per batch and step serves every measure."""
     was_training = getattr(model, 'training', False)
     if hasattr(model, 'eval'): model.eval()
     device = next(model.parameters()).device
-    errors = {}
+    errors = {name: {} for name in measures}
     for t in timesteps:
         if not 1 <= t <= schedule.T: continue
         gamma = float(schedule.gammas[t - 1])
         generator = torch.Generator().manual_seed(training.derive_seed(seed, 'colour', t))
-        per_image = []
+        per_image = {name: [] for name in measures}
         for i in range(0, len(hr), batch_size):
             hr_part, cond = hr[i:i + batch_size], x_up[i:i + batch_size]
             y0 = target.encode(hr_part, cond)
@@ -359,8 +364,8 @@ def error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tenso
             eps = model(torch.cat([cond, y_t], 1).to(device), level.to(device)).cpu()
             y0_hat = predict_y0_from_noise(schedule, y_t, t, eps)
             y0_hat = target.decode(torch.maximum(torch.minimum(y0_hat, hi), lo), cond)   # as the sampler clips it
-            per_image.append(measure(y0_hat, hr_part).double())
-        errors[t] = float(torch.cat(per_image).mean())
+            for name, measure in measures.items(): per_image[name].append(measure(y0_hat, hr_part).double())
+        for name in measures: errors[name][t] = float(torch.cat(per_image[name]).mean())
     if was_training: model.train()
     return errors
 
@@ -368,15 +373,15 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
                                 timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
                                 batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
     "For each step t: the mean colour error (grey levels) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr)."
-    return error_by_noise_level(model, schedule, x_up, hr, mean_colour_error, timesteps, seed, batch_size, target)
+    measures = {'colour': mean_colour_error}
+    return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['colour']
 
 def psnr_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
                         timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
                         batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
-    """For each step t: the mean PSNR (dB) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr) (chapter 13's loss
-    weighting), on the estimate as it is, not rounded to 8 bits (at t = 1 rounding would often make it exact: infinite)."""
-    unrounded = lambda estimate, reference: psnr(estimate, reference, quantize=False)
-    return error_by_noise_level(model, schedule, x_up, hr, unrounded, timesteps, seed, batch_size, target)
+    "For each step t: the mean unrounded PSNR (dB) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr) (chapter 13)."
+    measures = {'psnr': unrounded_psnr}
+    return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['psnr']
 
 def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50, batch_size: int = 16) -> dict:
     """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between
@@ -468,20 +473,20 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
               'regression': image_stage(out_dir, 'regression', {'method': 'regression', 'step': runs['regression'].step},
                                         lambda: (regression_outputs(runs['regression'], test['x_up'], bs), None), test, preset, log),
               **sr3_stages(sr3, plan, preset, test, out_dir, log, progress)}
+    def colour_measures() -> dict:
+        by_t = error_by_noise_level(sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'],
+                                    {'colour': mean_colour_error, 'psnr': unrounded_psnr}, seed=seed, batch_size=bs,
+                                    target=target_of(configs['sr3']))
+        keyed = lambda values: {str(t): v for t, v in values.items()}            # JSON keys
+        return {'by_noise_level': keyed(by_t['colour']), 'psnr_by_noise_level': keyed(by_t['psnr']),
+                'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean()),
+                'flat': {k: flat_colour_error(r, preset.n_flat, seed, preset.mean_steps, bs)
+                         for k, r in runs.items()} if preset.n_flat else {}}
     colour = cached_stage(out_dir / 'stages' / 'colour.json',
                           {'steps': {k: r.step for k, r in runs.items()}, 'names': test['names'], 'seed': seed,
                            'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps,
                            'measures': ['colour', 'psnr unrounded']},
-                          lambda: {'by_noise_level': {str(t): e for t, e in colour_error_by_noise_level(
-                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed,
-                                       batch_size=bs, target=target_of(configs['sr3'])).items()},
-                                   'psnr_by_noise_level': {str(t): e for t, e in psnr_by_noise_level(
-                                       sr3.model, configs['sr3'].noise_schedule(), test['x_up'], test['HR'], seed=seed,
-                                       batch_size=bs, target=target_of(configs['sr3'])).items()},
-                                   'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean()),
-                                   'flat': {k: flat_colour_error(r, preset.n_flat, seed, preset.mean_steps, bs)
-                                            for k, r in runs.items()} if preset.n_flat else {}},
-                          log, "colour: SR3 by noise level, both models on flat patches")
+                          colour_measures, log, "colour: SR3 by noise level, both models on flat patches")
 
     full_tag, full_n = _full_tag(plan, preset, T)
     steps, tags = steps_columns(plan, stages, preset)

@@ -42,19 +42,19 @@ from .unet import UNet, precondition_coefficients
 from .metrics import psnr
 from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
 # TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
-from .config import PRESETS, TrainConfig, make_config
+from .config import LOSS_WEIGHTINGS, PRESETS, TrainConfig, make_config
 from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
                                load_checkpoint, read_run_config, save_checkpoint)
 from .regression import RegressionObjective, Target, regression_configure, regression_method_predict, target_of
 
 # %% auto #0
-__all__ = ['LOSS_WEIGHTINGS', 'METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed',
-           'seed_global_rngs', 'StepSampler', 'StepSeededDataset', 'SampleRNG', 'noise_level_weight',
-           'DiffusionObjective', 'learning_rate', 'EMA', 'DistContext', 'resolve_device', 'setup_distributed',
-           'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError', 'TrainResult', 'check_compatible',
-           'make_optimizer', 'TrainingSession', 'start_session', 'step_loader', 'optimisation_step',
-           'tensorboard_writer', 'TrainingLog', 'validation_batch', 'validate', 'save_session', 'fit', 'Method',
-           'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
+__all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed', 'seed_global_rngs',
+           'StepSampler', 'StepSeededDataset', 'SampleRNG', 'noise_level_weight', 'DiffusionObjective', 'learning_rate',
+           'EMA', 'DistContext', 'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves',
+           'NonFiniteLossError', 'TrainResult', 'check_compatible', 'make_optimizer', 'TrainingSession',
+           'start_session', 'step_loader', 'optimisation_step', 'tensorboard_writer', 'TrainingLog', 'validation_batch',
+           'validate', 'save_session', 'fit', 'Method', 'sr3_predict', 'get_method', 'open_datasets', 'build_model',
+           'train']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -144,8 +144,6 @@ class SampleRNG:
         return self.draw(lambda g: torch.randn(shape, generator=g))
 
 # %% ../nbs/13_training.ipynb #2ba95714
-LOSS_WEIGHTINGS = ('sr3', 'edm')
-
 def noise_level_weight(noise_level: Tensor, weighting: str = 'sr3', sigma_data: float = 0.5, p: int = 2) -> Tensor:
     """The weight (B,) float64 of each image's noise error |eps_hat - z|^p at `noise_level` = sqrt(gamma): 1 for 'sr3'
     (Algorithm 1), c_out^-p for 'edm', so that the error of the preconditioned output F counts the same at every level."""

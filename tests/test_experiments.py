@@ -332,3 +332,27 @@ def test_the_reports_numbers_sit_beside_ours_for_its_presets(tmp_path):
     row1000 = next(l for l in table2.splitlines() if l.startswith('| 1000 |'))
     assert '23.08 | 0.62 |' in row1000
     assert results['report']['methods']['regression'] == {'psnr': 24.26, 'ssim': 0.68}
+
+
+def test_noise_level_measures_share_one_network_call_per_batch_and_step():
+    "Several measures of the y0 estimate cost one pass; each equals what its own function computes."
+    from sr3lit.experiments import (colour_error_by_noise_level, error_by_noise_level, mean_colour_error,
+                                    psnr_by_noise_level, unrounded_psnr)
+    from sr3lit.schedules import NoiseSchedule
+    sched = NoiseSchedule.make('linear', 2000)
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(5, 3, 8, 8, generator=g) * 2 - 1
+    x_up = hr + 0.05 * torch.randn(hr.shape, generator=g)
+    calls = []
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__(); self.w = torch.nn.Parameter(torch.tensor(0.3))
+        def forward(self, x, level):
+            calls.append(len(x)); return self.w * x[:, 3:]
+    net, steps = Net(), (1, 500, 2000)
+    both = error_by_noise_level(net, sched, x_up, hr, {'colour': mean_colour_error, 'psnr': unrounded_psnr},
+                                steps, seed=3, batch_size=2)
+    assert calls == [2, 2, 1] * len(steps)                      # 3 batches per step, one call each
+    assert both['colour'] == colour_error_by_noise_level(net, sched, x_up, hr, steps, seed=3, batch_size=2)
+    assert both['psnr'] == psnr_by_noise_level(net, sched, x_up, hr, steps, seed=3, batch_size=2)
+    assert all(math.isfinite(v) for v in both['psnr'].values())
