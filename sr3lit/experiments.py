@@ -44,9 +44,9 @@ __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT
            'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
            'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
            'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr', 'error_by_noise_level',
-           'colour_error_by_noise_level', 'psnr_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns',
-           'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
-           'mark_footprint', 'reproduce_pretrained']
+           'colour_error_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns', 'stage_summary',
+           'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark', 'mark_footprint',
+           'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -375,13 +375,6 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
     "For each step t: the mean colour error (grey levels) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr)."
     measures = {'colour': mean_colour_error}
     return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['colour']
-
-def psnr_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr: Tensor,
-                        timesteps: Sequence[int] = NOISE_LEVEL_STEPS, seed: int = 0,
-                        batch_size: int = 16, target: Target = Target()) -> dict[int, float]:
-    "For each step t: the mean unrounded PSNR (dB) of the network's y0 estimate from y_t ~ q(y_t | y_0 = hr) (chapter 13)."
-    measures = {'psnr': unrounded_psnr}
-    return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['psnr']
 
 def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50, batch_size: int = 16) -> dict:
     """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between

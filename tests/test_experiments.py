@@ -336,8 +336,7 @@ def test_the_reports_numbers_sit_beside_ours_for_its_presets(tmp_path):
 
 def test_noise_level_measures_share_one_network_call_per_batch_and_step():
     "Several measures of the y0 estimate cost one pass; each equals what its own function computes."
-    from sr3lit.experiments import (colour_error_by_noise_level, error_by_noise_level, mean_colour_error,
-                                    psnr_by_noise_level, unrounded_psnr)
+    from sr3lit.experiments import colour_error_by_noise_level, error_by_noise_level, mean_colour_error, unrounded_psnr
     from sr3lit.schedules import NoiseSchedule
     sched = NoiseSchedule.make('linear', 2000)
     g = torch.Generator().manual_seed(0)
@@ -354,5 +353,5 @@ def test_noise_level_measures_share_one_network_call_per_batch_and_step():
                                 steps, seed=3, batch_size=2)
     assert calls == [2, 2, 1] * len(steps)                      # 3 batches per step, one call each
     assert both['colour'] == colour_error_by_noise_level(net, sched, x_up, hr, steps, seed=3, batch_size=2)
-    assert both['psnr'] == psnr_by_noise_level(net, sched, x_up, hr, steps, seed=3, batch_size=2)
+    assert both['psnr'] == error_by_noise_level(net, sched, x_up, hr, {'psnr': unrounded_psnr}, steps, seed=3, batch_size=2)['psnr']
     assert all(math.isfinite(v) for v in both['psnr'].values())
