@@ -259,7 +259,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out', type=Path, required=True, metavar='DIR', help='where the PNGs go (same names as the inputs)')
     p.add_argument('--steps', type=int, metavar='N', help='sampling steps = network evaluations per image (default: the training T)')
     p.add_argument('--sampler', choices=SAMPLERS, default='ddpm',
-                   help='ddpm (Algorithm 2), ddim, or dpmpp2m (DPM-Solver++(2M), second order: for 10-20 steps)')
+                   help='ddpm (Algorithm 2), ddim, dpmpp2m (DPM-Solver++(2M), second-order ODE solver) or dpmpp2m_sde (its SDE version: Algorithm 2 with a second-order mean); the last two for 10-20 steps')
     p.add_argument('--eta', type=float, default=0.0, metavar='ETA', help='DDIM noise (0: deterministic)')
     p.add_argument('--schedule', choices=SCHEDULE_METHODS,
                    help="how to place the N noise levels (default: the sampler's, " +

@@ -289,11 +289,11 @@ def check_reverse_step(fn: Callable, seed: int = 5) -> None:
     print_passed('p_sample_step', n)
 
 # %% ../nbs/09_sampling.ipynb #871ebfbb
-SAMPLERS = ('ddpm', 'ddim', 'dpmpp2m')
+SAMPLERS = ('ddpm', 'ddim', 'dpmpp2m', 'dpmpp2m_sde')
 
 def reverse_step_coefficients(schedule: NoiseSchedule, sampler: str = 'ddpm', eta: float = 0.0,
                               variance: str = 'posterior') -> dict[str, np.ndarray]:
-    """Per-step float64 coefficients (index t-1 for step t) of the reverse step of `sampler` ('ddpm', 'ddim' or 'dpmpp2m'):
+    """Per-step float64 coefficients (index t-1 for step t) of the reverse step of `sampler` (one of `SAMPLERS`):
 
         y0_hat  = y0_from_yt * y_t - y0_from_eps * eps          (then optionally clipped to [-1, 1])
         D_t     = (1 + extrapolation) * y0_hat - extrapolation * y0_hat of the step before (at t+1)
@@ -302,20 +302,22 @@ def reverse_step_coefficients(schedule: NoiseSchedule, sampler: str = 'ddpm', et
     and `noise_level` = sqrt(gamma_t), the network's input. `eta` (DDIM only, in [0, 1]) scales the noise;
     `variance` (DDPM only): 'posterior' (beta tilde_t) or 'beta' (beta_t). 'dpmpp2m' is DPM-Solver++(2M): the
     DDIM eta=0 step with y0_hat extrapolated linearly in log-SNR (section "A second-order solver" below);
-    `extrapolation` is 0 for the other samplers, and for dpmpp2m at its first step (t = T) and its last (t = 1)."""
+    'dpmpp2m_sde' is its stochastic version, Algorithm 2's step (posterior variance) with the same extrapolation
+    (section "The stochastic version"). `extrapolation` is 0 for ddpm and ddim, and for the two DPM-Solver++ samplers
+    at their first step (t = T) and their last (t = 1)."""
     if not isinstance(schedule, NoiseSchedule): raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if variance not in VARIANCES: raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
     if not 0.0 <= eta <= 1.0: raise ValueError(f"eta must lie in [0, 1], got {eta}")
     g, g_prev = schedule.gammas, schedule.gammas_prev
     beta_tilde = (1 - g_prev) / (1 - g) * (1 - g / g_prev)                     # eq. 10; 0 at t = 1 (gamma_0 = 1)
-    sigma2 = beta_tilde * {'ddpm': 1.0, 'ddim': eta**2, 'dpmpp2m': 0.0}[sampler]   # the variance inside the mean's formula
+    sigma2 = beta_tilde * {'ddpm': 1.0, 'ddim': eta**2, 'dpmpp2m': 0.0, 'dpmpp2m_sde': 1.0}[sampler]   # the variance in the mean's formula
     direction = np.sqrt(np.clip(1 - g_prev - sigma2, 0.0, None)) / np.sqrt(1 - g)
     if sampler != 'ddpm': noise_std = np.sqrt(sigma2)
     elif variance == 'posterior': noise_std = np.sqrt(beta_tilde)
     else: noise_std = np.where(np.arange(schedule.T) == 0, 0.0, np.sqrt(schedule.betas))   # none at t = 1
     extrapolation = np.zeros(schedule.T)
-    if sampler == 'dpmpp2m' and schedule.T > 2:
+    if sampler in ('dpmpp2m', 'dpmpp2m_sde') and schedule.T > 2:
         lam = 0.5 * np.log(g / (1 - g))                                        # lambda_t = log(sqrt(gamma_t) / sqrt(1 - gamma_t))
         h = lam[:-1] - lam[1:]                                                 # h[i-1]: the step from t = i+1 to t = i
         extrapolation[1:-1] = h[:-1] / (2 * h[1:])                             # 1/(2r), r = h_{t+1} / h_t, for t = 2..T-1
@@ -375,7 +377,8 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
     """Super-resolve `x_up` (B, C, H, W) by running every step of `schedule` from y_T ~ N(0, I) down to y_0.
 
     `sampler`: 'ddpm' (Algorithm 2; `variance` 'posterior' or 'beta'), 'ddim' (`eta` in [0, 1]; 0 = deterministic) or
-    'dpmpp2m' (DPM-Solver++(2M), deterministic, second order; best with a 'karras' schedule, see SAMPLER_SCHEDULES).
+    'dpmpp2m' (DPM-Solver++(2M), deterministic, second order) or 'dpmpp2m_sde' (its stochastic version, Algorithm 2's
+    noise with a second-order mean); each has its own default levels in SAMPLER_SCHEDULES.
     Every sampler calls the network once per step: schedule.T evaluations per image, the last one included.
     Returns (B*n_samples, C, H, W) images, the samples of input b at rows b*n_samples..; with `return_trajectory`
     (or a stride `every`) returns `(images, SamplingTrace)`. `y_T` fixes the starting noise; `generator` or `seed`
@@ -395,7 +398,7 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
     z = torch.empty_like(y)
     record, every = return_trajectory or every is not None, every or 1
     timesteps, states, denoised = [], [], []
-    y0_before = None                                                              # y0_hat of the step before (dpmpp2m)
+    y0_before = None                                                              # y0_hat of the step before (DPM-Solver++)
     with _EvalMode(model):
         for i in tqdm(range(T - 1, -1, -1), total=T, desc='sampling', disable=not progress, leave=False):   # t = i + 1 = T..1
             eps = model(buffer, noise_levels[i].expand(n))
@@ -418,7 +421,7 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)
-SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras'}
+SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras', 'dpmpp2m_sde': 'log_snr'}
 
 # %% ../nbs/09_sampling.ipynb #9b2ab0ab
 @torch.no_grad()

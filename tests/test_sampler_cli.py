@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_every_sampler_has_a_default_spacing():
-    assert set(SAMPLER_SCHEDULES) == set(SAMPLERS) == {'ddpm', 'ddim', 'dpmpp2m'}
+    assert set(SAMPLER_SCHEDULES) == set(SAMPLERS) == {'ddpm', 'ddim', 'dpmpp2m', 'dpmpp2m_sde'}
     assert SAMPLER_SCHEDULES['dpmpp2m'] == 'karras' and SAMPLER_SCHEDULES['ddpm'] == 'respace'
 
 

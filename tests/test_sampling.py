@@ -489,3 +489,33 @@ def test_karras_levels():
     root = (np.sqrt((1 - k.gammas) / k.gammas)) ** (1 / 7)
     np.testing.assert_allclose(np.diff(root), np.full(9, (root[-1] - root[0]) / 9), rtol=1e-9)
     assert (np.diff(k.gammas) < 0).all() and sampling_schedule(REPORT, 1, 'karras').gammas[-1] == REPORT.gammas[-1]
+
+
+# ---------------------------------------------------------------- DPM-Solver++(2M) SDE
+
+def test_dpmpp2m_sde_is_the_exponential_integrator_of_the_sde_from_lambda():
+    "Coefficients from lambda alone (Lu et al. 2022, SDE-DPM-Solver++): sigma_t/sigma_s e^-h, alpha_t (1 - e^-2h), sigma_t sqrt(1 - e^-2h)."
+    sched = sampling_schedule(REPORT, 12, 'log_snr')
+    c = reverse_step_coefficients(sched, 'dpmpp2m_sde')
+    alpha, sigma = np.sqrt(sched.gammas), np.sqrt(1 - sched.gammas)          # t = 1..T
+    for t in range(2, sched.T + 1):                                           # the step from t to t - 1
+        a_s, s_s, a_t, s_t = alpha[t - 1], sigma[t - 1], alpha[t - 2], sigma[t - 2]
+        h = math.log(a_t / s_t) - math.log(a_s / s_s)
+        assert c['next_from_yt'][t - 1] == pytest.approx(s_t / s_s * math.exp(-h), rel=1e-10)
+        assert c['next_from_y0'][t - 1] == pytest.approx(a_t * (1 - math.exp(-2 * h)), rel=1e-10)
+        assert c['noise_std'][t - 1] == pytest.approx(s_t * math.sqrt(1 - math.exp(-2 * h)), rel=1e-10)
+    assert c['noise_std'][0] == 0 and c['next_from_y0'][0] == pytest.approx(1.0)          # the last step returns D_1 = y0_hat
+    np.testing.assert_array_equal(c['extrapolation'], reverse_step_coefficients(sched, 'dpmpp2m')['extrapolation'])
+
+
+def test_dpmpp2m_sde_keeps_the_spread_of_gaussian_data_where_ten_ddpm_steps_shrink_it():
+    "Data N(MU, TAU^2), exact denoiser: 10 log-SNR steps of the SDE solver give the data's spread; Algorithm 2's 10 do not."
+    x = torch.zeros(40_000, 1, 1, 1, dtype=torch.float64)
+    levels = sampling_schedule(REPORT, 10, 'log_snr')
+    std = {k: sample(gaussian_toy(), x, levels, sampler=k, clip_denoised=False, seed=4, progress=False).std().item()
+           for k in ('ddpm', 'dpmpp2m_sde')}
+    assert std['dpmpp2m_sde'] == pytest.approx(TAU, abs=0.02)
+    assert std['ddpm'] < TAU - 0.1
+    many = sample(gaussian_toy(), x, sampling_schedule(REPORT, 400, 'log_snr'), sampler='dpmpp2m_sde', clip_denoised=False,
+                  seed=5, progress=False)
+    assert many.mean().item() == pytest.approx(MU, abs=0.01) and many.std().item() == pytest.approx(TAU, abs=0.01)
