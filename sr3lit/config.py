@@ -138,6 +138,11 @@ class TrainConfig:
     noise_level_method: str = 'gamma'  # gamma ~ U(gamma_t, gamma_{t-1}) (the report) or 'sqrt_gamma' (uniform in sqrt(gamma), the reference)
     loss_weighting: str = 'edm'       # 'sr3': Algorithm 1's plain noise error (the report); 'edm': each noise level weighted so the
                                       # preconditioned output's error counts the same at every level (Karras et al. 2022; chapter 13)
+    lognormal_fraction: float = 0.5   # this fraction of the training noise levels is drawn as Karras et al. draw them (chapter 13),
+                                      # ln sigma ~ N(lognormal_mean, lognormal_std^2) with sigma = sqrt((1-gamma)/gamma); the rest
+                                      # as Algorithm 1 draws them (noise_level_method). 0: Algorithm 1 only (the report)
+    lognormal_mean: float = -1.2      # Karras et al.'s P_mean and P_std, for data of standard deviation 0.5 (sigma_data)
+    lognormal_std: float = 1.2
     # --- optimisation
     optimizer: str = 'adam'           # 'adam' or 'adamw'
     lr: float = 2e-3                  # high, for a short run of a small network; the cosine brings it down
@@ -179,6 +184,8 @@ class TrainConfig:
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
             (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}"),
+            (0 <= self.lognormal_fraction <= 1 and self.lognormal_std > 0,
+             f"lognormal_fraction must lie in [0, 1] and lognormal_std be positive, got {self.lognormal_fraction}, {self.lognormal_std}"),
             (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
             (self.amp in ('auto', 'bf16', 'off'), f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
@@ -222,7 +229,7 @@ class TrainConfig:
 # %% ../nbs/10_config.ipynb #11230efe
 _REFERENCE_UNET = dict(network_settings('sr3-16-128'), use_affine_level=False, noise_scale=1.0, precondition=False)
 _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_schedule='linear', n_timestep=2000,
-                           linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, loss_weighting='sr3', optimizer='adam', warmup_steps=0,
+                           linear_start=1e-6, linear_end=1e-2, loss_p=1, residual=False, loss_weighting='sr3', lognormal_fraction=0.0, optimizer='adam', warmup_steps=0,
                            lr_schedule='constant',
                            grad_clip=0.0, batch_size=4, max_steps=1_000_000, ema_decay=0.9999, ema_start=5000,
                            log_every=200, checkpoint_every=10_000, val_every=10_000, n_val=8, val_steps=200)
@@ -263,6 +270,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     'random_crops': False,        # before: fixed non-overlapping patches of the embedded photographs
     'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0,
     'loss_weighting': 'sr3',      # before: Algorithm 1's plain noise error
+    'lognormal_fraction': 0.0,    # before: every noise level drawn as Algorithm 1 draws it
+    'lognormal_mean': -1.2, 'lognormal_std': 1.2,   # unused when lognormal_fraction is 0
 }
 
 # the reference's JSON (config/sr_sr3_*.json of github.com/Janspiry/Image-Super-Resolution-via-Iterative-Refinement):

@@ -49,12 +49,12 @@ from .regression import RegressionObjective, Target, regression_configure, regre
 
 # %% auto #0
 __all__ = ['METRICS_COLUMNS', 'VAL_COLUMNS', 'Objective', 'RUNTIME_KEYS', 'METHODS', 'derive_seed', 'seed_global_rngs',
-           'StepSampler', 'StepSeededDataset', 'SampleRNG', 'noise_level_weight', 'DiffusionObjective', 'learning_rate',
-           'EMA', 'DistContext', 'resolve_device', 'setup_distributed', 'read_csv_log', 'CSVLog', 'plot_curves',
-           'NonFiniteLossError', 'TrainResult', 'check_compatible', 'make_optimizer', 'TrainingSession',
-           'start_session', 'step_loader', 'optimisation_step', 'tensorboard_writer', 'TrainingLog', 'validation_batch',
-           'validate', 'save_session', 'fit', 'Method', 'sr3_predict', 'get_method', 'open_datasets', 'build_model',
-           'train']
+           'StepSampler', 'StepSeededDataset', 'SampleRNG', 'noise_level_weight', 'DiffusionObjective',
+           'sample_noise_level_lognormal', 'learning_rate', 'EMA', 'DistContext', 'resolve_device', 'setup_distributed',
+           'read_csv_log', 'CSVLog', 'plot_curves', 'NonFiniteLossError', 'TrainResult', 'check_compatible',
+           'make_optimizer', 'TrainingSession', 'start_session', 'step_loader', 'optimisation_step',
+           'tensorboard_writer', 'TrainingLog', 'validation_batch', 'validate', 'save_session', 'fit', 'Method',
+           'sr3_predict', 'get_method', 'open_datasets', 'build_model', 'train']
 
 # %% ../nbs/13_training.ipynb #4a070e67
 def derive_seed(*keys: int | str) -> int:
@@ -154,17 +154,26 @@ def noise_level_weight(noise_level: Tensor, weighting: str = 'sr3', sigma_data: 
 
 class DiffusionObjective:
     """Algorithm 1's loss: mean |eps_theta(cat([x_up, sqrt(g) y0 + sqrt(1-g) z]), sqrt(g)) - z|^p, with g and z drawn per
-    sample; with `weighting='edm'` each image's error is weighted by `noise_level_weight` (the section below)."""
+    sample; with `weighting='edm'` each image's error is weighted by `noise_level_weight`, and with `lognormal` =
+    (fraction, mean, std) that fraction of the levels is drawn by `sample_noise_level_lognormal` (the sections below)."""
     def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma', target: Target = Target(),
-                 weighting: str = 'sr3', sigma_data: float = 0.5):
+                 weighting: str = 'sr3', sigma_data: float = 0.5, lognormal: tuple[float, float, float] = (0.0, -1.2, 1.2)):
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
         if weighting not in LOSS_WEIGHTINGS: raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        if not 0 <= lognormal[0] <= 1: raise ValueError(f"the lognormal fraction must lie in [0, 1], got {lognormal[0]}")
         self.schedule, self.p, self.noise_level_method, self.target = schedule, p, noise_level_method, target
-        self.weighting, self.sigma_data = weighting, sigma_data
+        self.weighting, self.sigma_data, self.lognormal = weighting, sigma_data, tuple(lognormal)
+
+    def draw_level(self, g: torch.Generator) -> Tensor:
+        "One image's noise level sqrt(gamma) (float64 scalar) from its generator: Algorithm 1's draw or the log-normal one."
+        fraction, mean, std = self.lognormal
+        if fraction > 0 and (fraction == 1 or torch.rand((), generator=g, dtype=torch.float64) < fraction):
+            return sample_noise_level_lognormal(self.schedule, 1, g, mean, std)[0]
+        return sample_noise_level(self.schedule, 1, g, self.noise_level_method)[1][0]
 
     def draw(self, batch: dict, rng: SampleRNG) -> tuple[Tensor, Tensor]:
         "The noise levels sqrt(gamma) (B,) and noises z (B, C, H, W) of this batch."
-        noise_level = rng.draw(lambda g: sample_noise_level(self.schedule, 1, g, self.noise_level_method)[1][0])
+        noise_level = rng.draw(self.draw_level)
         noise = rng.randn(*batch['HR'].shape[1:]).to(batch['HR'].dtype)
         return noise_level, noise
 
@@ -179,8 +188,17 @@ class DiffusionObjective:
         return (noise_level_weight(noise_level, self.weighting, self.sigma_data, self.p).to(error) * error).mean()
 
     def __repr__(self):
-        return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {self.noise_level_method}, {self.weighting}, {self.target})"
+        draw = self.noise_level_method if not self.lognormal[0] else f"{self.noise_level_method}|lognormal{self.lognormal}"
+        return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {draw}, {self.weighting}, {self.target})"
 
+
+# %% ../nbs/13_training.ipynb #70891fd4
+def sample_noise_level_lognormal(schedule: NoiseSchedule, batch_size: int, generator: torch.Generator | None = None,
+                                 mean: float = -1.2, std: float = 1.2) -> Tensor:
+    "Karras et al.'s draw: ln sigma ~ N(mean, std^2), sigma^2 = (1 - gamma) / gamma, gamma kept in [gamma_T, gamma_1]; sqrt(gamma) (B,) float64."
+    log_sigma = mean + std * torch.randn(batch_size, generator=generator, dtype=torch.float64)
+    gamma = torch.sigmoid(-2 * log_sigma)                                         # 1 / (1 + sigma^2)
+    return gamma.clamp(float(schedule.gammas[-1]), float(schedule.gammas[0])).sqrt()
 
 # %% ../nbs/13_training.ipynb #d1674665
 def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = 'constant', total_steps: int | None = None) -> float:
@@ -616,8 +634,9 @@ def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int 
                 schedule: str | None = None, n_samples: int = 1, generator: torch.Generator | None = None,
                 eta: float = 0.0, progress: bool = False) -> Tensor:
     """SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T), one network evaluation each, with
-    `sampler` 'ddpm', 'ddim' or 'dpmpp2m' on noise levels cut from the training schedule by `schedule` (default: the
-    sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m)."""
+    `sampler` 'ddpm', 'ddim', 'dpmpp2m' or 'dpmpp2m_sde' on noise levels cut from the training schedule by `schedule`
+    (default: the sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m, log-SNR for
+    dpmpp2m_sde)."""
     if schedule is None: schedule = SAMPLER_SCHEDULES.get(sampler, 'respace')   # an unknown sampler is refused by `sample`
     sampling = sampling_schedule(cfg.noise_schedule(), None if steps is None else min(steps, cfg.n_timestep), schedule)
     target = target_of(cfg)
@@ -633,8 +652,9 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
 # every method `train`, `load_run` and the `sr3lit` command know, by name
 METHODS: dict[str, Method] = {
     'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg),
-                                                               cfg.loss_weighting, cfg.sigma_data),
-                  sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2, DDIM or DPM-Solver++(2M)'),
+                                                               cfg.loss_weighting, cfg.sigma_data,
+                                                               (cfg.lognormal_fraction, cfg.lognormal_mean, cfg.lognormal_std)),
+                  sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2, DDIM or DPM-Solver++(2M) (ODE or SDE)'),
     'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p, target_of(cfg)), regression_method_predict,
                          regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),
 }

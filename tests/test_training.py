@@ -1,5 +1,6 @@
 """The trainer (sr3lit.training): exact resume (in process and after SIGKILL), seeds, NaN stop, DDP on 2 CPU
 processes, checkpoints, configs, the train/sample commands and tiling."""
+import math
 import dataclasses
 import json
 import os
@@ -459,3 +460,57 @@ def test_loss_weighting_setting(tmp_path):
     values = TrainConfig().to_dict(); del values['loss_weighting']
     (tmp_path / 'config.json').write_text(json.dumps(values))
     assert read_run_config(tmp_path).loss_weighting == 'sr3'     # a run made before the setting: Algorithm 1's loss
+
+
+# --- chapter 13: where the training draws land (lognormal_fraction) -------------------------------------------------
+
+def _log_sigma(level: torch.Tensor) -> torch.Tensor:
+    "ln sigma of the variance-exploding view, sigma^2 = (1 - gamma) / gamma, from the network's input sqrt(gamma)."
+    g = level.double() ** 2
+    return 0.5 * torch.log((1 - g) / g)
+
+def test_lognormal_draw_has_karras_mean_and_spread_inside_the_schedule():
+    from sr3lit.schedules import NoiseSchedule
+    sched = NoiseSchedule.make('linear', 2000)
+    levels = tr.sample_noise_level_lognormal(sched, 100_000, torch.Generator().manual_seed(0), mean=-1.2, std=1.2)
+    g = levels ** 2
+    assert (g >= sched.gammas[-1] * (1 - 1e-12)).all() and (g <= sched.gammas[0] * (1 + 1e-12)).all()
+    ls = _log_sigma(levels)
+    core = ls[(ls > -5.5) & (ls < 4.5)]                       # the clamp only moves the far tails (below 2e-4 of the mass)
+    assert len(core) > 99_900
+    assert core.mean().item() == pytest.approx(-1.2, abs=0.02) and core.std().item() == pytest.approx(1.2, abs=0.02)
+    shifted = _log_sigma(tr.sample_noise_level_lognormal(sched, 100_000, torch.Generator().manual_seed(0), mean=0.5, std=0.3))
+    assert shifted.mean().item() == pytest.approx(0.5, abs=0.01) and shifted.std().item() == pytest.approx(0.3, abs=0.01)
+
+def test_lognormal_fraction_mixes_the_draws_per_image():
+    sched, _, _ = _weighting_setup()
+    n = 3000
+    batch = {'HR': torch.zeros(n, 3, 1, 1), 'x_up': torch.zeros(n, 3, 1, 1)}
+    seeds = [derive_seed(4, 'sample', j) for j in range(n)]
+    # a log-normal far from where Algorithm 1 draws (sigma near e^-5 = 0.0067): its share is visible directly
+    shares = {}
+    for fraction in (0.0, 0.3, 1.0):
+        obj = DiffusionObjective(sched, 2, weighting='edm', lognormal=(fraction, -5.0, 0.1))
+        shares[fraction] = ((_log_sigma(obj.draw(batch, SampleRNG(seeds))[0]) - (-5.0)).abs() < 0.5).double().mean().item()
+    t_near = ((torch.as_tensor(sched.gammas) > 1 / (1 + math.exp(-2 * 4.5))) & (torch.as_tensor(sched.gammas) < 1 / (1 + math.exp(-2 * 5.5))))
+    p_alg1 = t_near.double().mean().item()                       # Algorithm 1's own mass in that band (uniform t)
+    assert shares[1.0] == 1.0
+    assert shares[0.0] == pytest.approx(p_alg1, abs=0.01)
+    assert shares[0.3] == pytest.approx(0.3 + 0.7 * p_alg1, abs=5 * math.sqrt(0.3 * 0.7 / n))
+    # fraction 0 is Algorithm 1's draw, number for number, whatever the other two settings
+    base = DiffusionObjective(sched, 2, weighting='edm').draw(batch, SampleRNG(seeds))
+    other = DiffusionObjective(sched, 2, weighting='edm', lognormal=(0.0, 3.0, 2.0)).draw(batch, SampleRNG(seeds))
+    assert torch.equal(base[0], other[0]) and torch.equal(base[1], other[1])
+    with pytest.raises(ValueError, match='lognormal fraction'): DiffusionObjective(sched, 2, lognormal=(1.5, -1.2, 1.2))
+
+def test_lognormal_setting(tmp_path):
+    assert TrainConfig().lognormal_fraction == 0.5 and make_config('afhq-dog-16-128').lognormal_fraction == 0.0
+    with pytest.raises(ValueError, match='lognormal_fraction'): TrainConfig(lognormal_fraction=2.0)
+    with pytest.raises(ValueError, match='lognormal_std'): TrainConfig(lognormal_std=0.0)
+    obj = tr.get_method('sr3').make_objective(make_config('tiny', overrides={'lognormal_fraction': 0.25, 'lognormal_mean': -1.0}))
+    assert obj.lognormal == (0.25, -1.0, 1.2)
+    from sr3lit.checkpoint import read_run_config
+    values = TrainConfig().to_dict()
+    for k in ('lognormal_fraction', 'lognormal_mean', 'lognormal_std'): del values[k]
+    (tmp_path / 'config.json').write_text(json.dumps(values))
+    assert read_run_config(tmp_path).lognormal_fraction == 0.0     # a run made before the setting: Algorithm 1's draw
