@@ -35,7 +35,7 @@ from .forward import q_sample
 from .metrics import consistency, high_frequency_energy, psnr, sample_diversity, ssim
 from .posterior import predict_y0_from_noise
 from .regression import Target, target_of
-from .sampling import sample, sampling_schedule
+from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
 from .schedules import NoiseSchedule
 from .unet import count_parameters, load_janspiry
 
@@ -64,7 +64,8 @@ class ExperimentPreset:
     steps: tuple = (2000, 1000, 200, 50, 10)   # sampling step counts; the largest is "SR3" in the main table
     schedules: tuple = ('rediscretize', 'respace')  # how T steps are cut down (chapter 09)
     ddim_steps: tuple = (200, 50, 10)   # DDIM (eta = 0) on respaced schedules
-    dpm_steps: tuple = (10, 5)          # DPM-Solver++(2M) on Karras' noise levels (chapter 09): N steps, N network evaluations
+    dpm_steps: tuple = (10, 5)          # the DPM-Solver++ samplers (chapter 09), each on its own levels: N steps, N network evaluations
+    dpm_samplers: tuple = ('dpmpp2m', 'dpmpp2m_sde')   # the ODE solver (Karras' levels) and the SDE solver (log-SNR levels)
     n_mean: int = 8                     # SR3 samples averaged per image for the 'sr3_mean' row (chapter 08: 0.51 dB from the mean at 8)
     mean_steps: int = 50                # respaced steps of each of those samples
     n_flat: int = 50                    # flat patches of random colours for the colour test (0: none)
@@ -89,6 +90,8 @@ class ExperimentPreset:
              f"schedules must be one or both of 'rediscretize', 'respace', got {self.schedules}"),
             (len(self.steps) >= 1 and all(int(s) >= 1 for s in self.steps), f"steps must be positive step counts, got {self.steps}"),
             (all(int(s) >= 1 for s in self.ddim_steps + self.dpm_steps), "ddim_steps and dpm_steps must be positive"),
+            (all(s in SAMPLER_SCHEDULES and s.startswith('dpmpp') for s in self.dpm_samplers),
+             f"dpm_samplers must be DPM-Solver++ samplers of chapter 09, got {self.dpm_samplers}"),
             (self.n_test >= 1 and self.batch_size >= 1 and self.n_figure >= 1, "n_test, batch_size and n_figure must be >= 1"),
             (self.n_mean >= 1 and self.mean_steps >= 1 and self.n_flat >= 0, "n_mean and mean_steps must be >= 1, n_flat >= 0"),
             (self.n_samples >= 2, f"n_samples must be >= 2 (diversity compares samples), got {self.n_samples}"),
@@ -404,7 +407,7 @@ def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
         plan.append(('ddim', 'respace', n))
     for n in sorted({int(s) for s in preset.dpm_steps}, reverse=True):
         if n > T: raise ValueError(f"{n} DPM-Solver++ steps: the model was trained with T={T}; choose steps <= {T}")
-        plan.append(('dpmpp2m', 'karras', n))
+        plan += [(sampler, SAMPLER_SCHEDULES[sampler], n) for sampler in preset.dpm_samplers]
     if preset.mean_steps > T: raise ValueError(f"mean_steps={preset.mean_steps}: the model was trained with T={T}")
     return plan
 
@@ -441,7 +444,7 @@ def steps_columns(plan, stages: dict, preset: ExperimentPreset) -> tuple[dict, d
     steps, tags = {}, {}
     for sampler, schedule, n in plan:
         for k in (('rediscretize', 'respace') if schedule == 'full' else (schedule,)):
-            col = sampler if sampler in ('ddim', 'dpmpp2m') else k
+            col = k if sampler == 'ddpm' else sampler
             if sampler == 'ddpm' and schedule == 'full' and k not in preset.schedules: continue
             steps.setdefault(col, {})[str(n)] = stage_summary(stages[_tag(sampler, schedule, n)])
             tags[f'{col}-{n}'] = _tag(sampler, schedule, n)

@@ -48,7 +48,7 @@ def steps_table(results: dict) -> str:
     "Table 2: PSNR and SSIM against the number of sampling steps, per way of cutting the schedule (and DDIM)."
     T, steps = results['T'], results['steps']
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced'), ('dpmpp2m', 'DPM-Solver++(2M), Karras')) if k in steps]
+    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced'), ('dpmpp2m', 'DPM-Solver++(2M), Karras'), ('dpmpp2m_sde', 'DPM-Solver++(2M) SDE, log-SNR')) if k in steps]
     header = ['steps']
     for _, label in columns: header += [f'{label} PSNR', 'SSIM']
     if report: header += ["the report's (re-discretised) PSNR", 'SSIM']
@@ -75,12 +75,13 @@ def _reported(preset: str, table: str, a, b) -> float:
 def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
     "Statements checked from the numbers: which method wins, and how few steps each schedule needs."
     out, T = [], results['T']
-    def add(claim, a, b, holds):
-        "holds(d, se) judges the paired PSNR difference a - b (dB) and its standard error."
+    def add(claim, a, b, holds, holds_ssim=lambda ds: True):
+        "holds(d, se) judges the paired PSNR difference a - b (dB) and its standard error; holds_ssim(ds) the SSIM difference."
         d, se = paired_difference(per_image[a], per_image[b])
         ds, ses = paired_difference(per_image[a], per_image[b], 'ssim')
         out.append({'claim': claim, 'difference_db': round(d, 3), 'standard_error_db': round(se, 3),
-                    'difference_ssim': round(ds, 4), 'standard_error_ssim': round(ses, 4), 'holds': bool(holds(d, se))})
+                    'difference_ssim': round(ds, 4), 'standard_error_ssim': round(ses, 4),
+                    'holds': bool(holds(d, se) and holds_ssim(ds))})
     full, n_full = results['full_tag'], results['methods']['sr3']['steps']
     chain = f'the {n_full}-step chain' + (' (all T steps)' if n_full == T else '')
     if 'regression' in per_image:
@@ -100,9 +101,14 @@ def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
         if tag and tag != full:
             if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.3)
             else: add(f"re-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: {_reported('afhq-dog-16-128', 'steps', 50, 2000):+.2f} dB)", tag, full, lambda d, se: d < -1.0)
-    tag = results['tags'].get('dpmpp2m-10')
-    if tag and tag != full:
-        add(f'DPM-Solver++(2M) with 10 network evaluations is within 0.2 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.2)
+    hf_full = results['methods']['sr3'].get('hf_ratio')
+    for col, name in (('dpmpp2m', 'DPM-Solver++(2M)'), ('dpmpp2m_sde', 'DPM-Solver++(2M) SDE')):
+        tag, hf = results['tags'].get(f'{col}-10'), results['steps'].get(col, {}).get('10', {}).get('hf_ratio')
+        if not tag or tag == full: continue
+        hf_holds = hf is None or hf_full is None or abs(hf - hf_full) <= 0.1
+        hf_text = '' if hf is None or hf_full is None else f", and its high-frequency ratio within 0.1 of the chain's ({hf:.2f} against {hf_full:.2f})"
+        add(f'{name} with 10 network evaluations is within 0.2 dB and 0.01 SSIM of {chain}{hf_text}', tag, full,
+            lambda d, se, hf_holds=hf_holds: abs(d) <= 0.2 and hf_holds, lambda ds: abs(ds) <= 0.01)
     tag = results['tags'].get('rediscretize-1000')
     if tag and tag != full and n_full == T == 2000:
         add(f"re-discretised 1000 steps are within 0.3 dB of 2000 (the report: {_reported('afhq-dog-16-128', 'steps', 1000, 2000):+.2f} dB)", tag, full, lambda d, se: abs(d) <= 0.3)
@@ -152,7 +158,8 @@ def steps_plot(results: dict):
     fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^'), 'dpmpp2m': ('DPM-Solver++(2M), Karras', 'C1', 'D')}
+    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^'), 'dpmpp2m': ('DPM-Solver++(2M), Karras', 'C1', 'D'),
+              'dpmpp2m_sde': ('DPM-Solver++(2M) SDE, log-SNR', 'C4', 'v')}
     for ax, metric, label in ((axes[0], 'psnr', 'PSNR (dB)'), (axes[1], 'ssim', 'SSIM')):
         for k, by_steps in results['steps'].items():
             name, colour, marker = styles[k]
@@ -188,7 +195,8 @@ def training_figures(results: dict, out_dir) -> dict[str, str]:
     if traj_file.is_file():
         figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
     by_schedule = {}
-    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM'), ('dpmpp2m', 'DPM-Solver++')):
+    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM'), ('dpmpp2m', 'DPM-Solver++'),
+                       ('dpmpp2m_sde', 'DPM-Solver++ SDE')):
         if col in steps:
             by_schedule[label] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], names[:2]) for n in steps[col]}
     figures['steps'] = save_figure(steps_figure(by_schedule, ref[:2], T), out_dir / 'fig_steps.png')

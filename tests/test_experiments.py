@@ -164,7 +164,7 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     assert '\n| 20 |' in report and '\n| 5 |' in report
     assert set(results['methods']) == {'bicubic', 'regression', 'sr3', 'sr3_mean'}
     assert set(results['flat_colour']) == {'regression', 'sr3'} and all(v['mean'] >= 0 for v in results['flat_colour'].values())
-    assert set(results['steps']) == {'rediscretize', 'respace', 'ddim', 'dpmpp2m'}
+    assert set(results['steps']) == {'rediscretize', 'respace', 'ddim', 'dpmpp2m', 'dpmpp2m_sde'}
     assert set(results['steps']['rediscretize']) == set(results['steps']['respace']) == {'20', '5'}
     assert set(results['steps']['ddim']) == {'5'}
     assert results['training']['sr3']['step'] == 6 and results['training']['regression']['step'] == 6
