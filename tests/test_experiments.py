@@ -355,3 +355,27 @@ def test_noise_level_measures_share_one_network_call_per_batch_and_step():
     assert both['colour'] == colour_error_by_noise_level(net, sched, x_up, hr, steps, seed=3, batch_size=2)
     assert both['psnr'] == error_by_noise_level(net, sched, x_up, hr, {'psnr': unrounded_psnr}, steps, seed=3, batch_size=2)['psnr']
     assert all(math.isfinite(v) for v in both['psnr'].values())
+
+
+class _ConstantResidual(torch.nn.Module):
+    "A stand-in regression network whose output (the scaled residual over bicubic) is the constant `value` everywhere."
+    def __init__(self, value: float):
+        super().__init__()
+        self.value, self.anchor = value, torch.nn.Parameter(torch.zeros(()))      # a parameter: the device is read from it
+    def forward(self, x, level): return torch.full_like(x[:, :3], self.value) + 0 * self.anchor
+
+
+def test_flat_colour_error_is_zero_for_bicubic_and_the_shift_of_a_biased_model():
+    "The study's flat-patch measure: a model that adds nothing returns each colour exactly; one that adds 6 grey levels is off by 6."
+    from sr3lit import inference, training
+    from sr3lit.config import make_config
+    from sr3lit.experiments import flat_colour_error
+    method = training.get_method('regression')
+    cfg = method.configure(make_config('micro', overrides={'method': 'regression'}))
+    assert cfg.residual and cfg.residual_scale == 4.0
+    run = lambda value: inference.Run(cfg, _ConstantResidual(value), method, 0, Path('.'))
+    exact = flat_colour_error(run(0.0), 30)
+    assert exact['mean'] == 0 and exact['worst'] == 0 and exact['bicubic'] == 0
+    shifted = flat_colour_error(run(cfg.residual_scale * 6 / 127.5), 30)          # +6 grey levels before clipping at 255
+    assert all(e <= 6 + 1e-9 for e in shifted['per_colour']) and shifted['worst'] == pytest.approx(6)
+    assert 5 < shifted['mean'] <= 6
