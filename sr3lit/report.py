@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -19,8 +19,8 @@ from .images import image_table, save_figure
 from .training import plot_curves
 
 # %% auto #0
-__all__ = ['method_table', 'steps_table', 'findings', 'measure_checks', 'trajectory_figure', 'steps_figure', 'steps_plot',
-           'training_figures', 'training_report', 'pretrained_report', 'reproduce']
+__all__ = ['STEP_COLUMNS', 'method_table', 'StepColumn', 'steps_table', 'findings', 'measure_checks', 'trajectory_figure',
+           'steps_figure', 'steps_plot', 'training_figures', 'training_report', 'pretrained_report', 'reproduce']
 
 # %% ../nbs/17_report.ipynb #8b8ed991
 def _steps_label(n: int, T: int) -> str: return f'{n} (= training)' if n == T else str(n)
@@ -44,11 +44,26 @@ def method_table(results: dict) -> str:
         rows.append(row)
     return markdown_table(header, rows)
 
+class StepColumn(NamedTuple):
+    "How a column of the step table (a way of cutting the schedule, or a sampler) is labelled and drawn."
+    label: str       # in the table and the plot's legend
+    short: str       # in the findings and the figure of samples
+    colour: str
+    marker: str
+
+STEP_COLUMNS = {     # the step table's columns, in their order; `results['steps']` is keyed by these names
+    'rediscretize': StepColumn('re-discretised', 're-discretised', 'C3', 'o'),
+    'respace': StepColumn('respaced', 'respaced', 'C0', 's'),
+    'ddim': StepColumn('DDIM, respaced', 'DDIM', 'C2', '^'),
+    'dpmpp2m': StepColumn('DPM-Solver++(2M), Karras', 'DPM-Solver++(2M)', 'C1', 'D'),
+    'dpmpp2m_sde': StepColumn('DPM-Solver++(2M) SDE, log-SNR', 'DPM-Solver++(2M) SDE', 'C4', 'v'),
+}
+
 def steps_table(results: dict) -> str:
     "Table 2: PSNR and SSIM against the number of sampling steps, per way of cutting the schedule (and DDIM)."
     T, steps = results['T'], results['steps']
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    columns = [(k, label) for k, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM, respaced'), ('dpmpp2m', 'DPM-Solver++(2M), Karras'), ('dpmpp2m_sde', 'DPM-Solver++(2M) SDE, log-SNR')) if k in steps]
+    columns = [(k, c.label) for k, c in STEP_COLUMNS.items() if k in steps]
     header = ['steps']
     for _, label in columns: header += [f'{label} PSNR', 'SSIM']
     if report: header += ["the report's (re-discretised) PSNR", 'SSIM']
@@ -102,7 +117,8 @@ def findings(results: dict, per_image: dict[str, list]) -> list[dict]:
             if k == 'respace': add(f'respaced 50 steps are within 0.3 dB of {chain}', tag, full, lambda d, se: abs(d) <= 0.3)
             else: add(f"re-discretised 50 steps are clearly (> 1 dB) worse than {chain} (the report: {_reported('afhq-dog-16-128', 'steps', 50, 2000):+.2f} dB)", tag, full, lambda d, se: d < -1.0)
     hf_full = results['methods']['sr3'].get('hf_ratio')
-    for col, name in (('dpmpp2m', 'DPM-Solver++(2M)'), ('dpmpp2m_sde', 'DPM-Solver++(2M) SDE')):
+    for col in ('dpmpp2m', 'dpmpp2m_sde'):
+        name = STEP_COLUMNS[col].short
         tag, hf = results['tags'].get(f'{col}-10'), results['steps'].get(col, {}).get('10', {}).get('hf_ratio')
         if not tag or tag == full: continue
         hf_holds = hf is None or hf_full is None or abs(hf - hf_full) <= 0.1
@@ -158,11 +174,9 @@ def steps_plot(results: dict):
     fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
     report = ((results.get('report') or {}).get('steps') or {}).get('rediscretize', {})
-    styles = {'rediscretize': ('re-discretised', 'C3', 'o'), 'respace': ('respaced', 'C0', 's'), 'ddim': ('DDIM, respaced', 'C2', '^'), 'dpmpp2m': ('DPM-Solver++(2M), Karras', 'C1', 'D'),
-              'dpmpp2m_sde': ('DPM-Solver++(2M) SDE, log-SNR', 'C4', 'v')}
     for ax, metric, label in ((axes[0], 'psnr', 'PSNR (dB)'), (axes[1], 'ssim', 'SSIM')):
         for k, by_steps in results['steps'].items():
-            name, colour, marker = styles[k]
+            name, _, colour, marker = STEP_COLUMNS[k]
             n = sorted(int(s) for s in by_steps)
             ax.plot(n, [by_steps[str(s)][metric] for s in n], marker=marker, color=colour, label=name)
         for k, ls in (('bicubic', ':'), ('regression', '--')):
@@ -195,10 +209,9 @@ def training_figures(results: dict, out_dir) -> dict[str, str]:
     if traj_file.is_file():
         figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
     by_schedule = {}
-    for col, label in (('rediscretize', 're-discretised'), ('respace', 'respaced'), ('ddim', 'DDIM'), ('dpmpp2m', 'DPM-Solver++'),
-                       ('dpmpp2m_sde', 'DPM-Solver++ SDE')):
+    for col, column in STEP_COLUMNS.items():
         if col in steps:
-            by_schedule[label] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], names[:2]) for n in steps[col]}
+            by_schedule[column.short] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], names[:2]) for n in steps[col]}
     figures['steps'] = save_figure(steps_figure(by_schedule, ref[:2], T), out_dir / 'fig_steps.png')
     figures['psnr_vs_steps'] = save_figure(steps_plot(results), out_dir / 'fig_psnr_vs_steps.png')
     for name in ('sr3', 'regression'):
