@@ -115,7 +115,8 @@ class TrainConfig:
     rotate: bool = True               # ... turned by multiples of 90 degrees
     permute_channels: bool = True     # ... with their colour channels in a random order
     flat_fraction: float = 0.05       # ... and this fraction of flat patches of a random colour
-    num_workers: int = 0              # DataLoader processes; 0 loads in the training process
+    num_workers: int = 1              # DataLoader processes; 0 loads in the training process. One worker prepares the next
+                                      # batch while the network trains on this one: 15-20% faster on 2 CPU cores (chapter 13)
     # --- network (sr3lit.unet.UNet): chapter 05's 'tiny' preset, field by field
     in_channel: int = _TINY['in_channel']             # cat([upsampled LR, y_t]): 3 + 3
     out_channel: int = _TINY['out_channel']
@@ -152,7 +153,8 @@ class TrainConfig:
     lr_schedule: str = 'cosine'       # after the warm-up: 'constant', or 'cosine' (half a cosine from lr down to 0 at max_steps,
                                       # so a run continued with a larger max_steps follows a stretched cosine from then on)
     grad_clip: float = 1.0            # clip the global gradient norm to this; 0 = no clipping
-    batch_size: int = 32              # the GLOBAL batch, split evenly over the processes of a DDP run
+    batch_size: int = 16              # the GLOBAL batch, split evenly over the processes of a DDP run; for the tiny study
+                                      # 16 beat 32 at the same number of images (twice the steps; chapter 13)
     max_steps: int = 1000
     # --- exponential moving average of the weights
     ema_decay: float = 0.995          # 0 = no EMA; half-life ln2/(1-d) = 138 updates, short enough for a 1000-step run
@@ -238,7 +240,7 @@ _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_sche
 PRESETS: dict[str, dict] = {
     'micro': dict(network_settings('micro'), lr=1e-3,
                   warmup_steps=0, lr_schedule='constant', batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
-                  checkpoint_every=10, val_every=0, n_val=2, val_steps=5),
+                  checkpoint_every=10, val_every=0, n_val=2, val_steps=5, num_workers=0),
     'tiny': {},
     'afhq-dog-16-128': dict(_REFERENCE_TRAINING, dataset='afhq-dog', lr=1e-5),
     'div2k-16-128': dict(_REFERENCE_TRAINING, dataset='div2k', lr=1e-5),

@@ -1,0 +1,98 @@
+"""The measurements behind the `tiny` study's training choices (chapter 13): train the tiny SR3 with some settings
+changed, and score it on patches of the *training* photographs, so that no choice is made on the test photographs.
+
+    python bench/tiny_choices.py --out /tmp/choices/b16 --set batch_size=16 --set max_steps=2400
+    python bench/tiny_choices.py --out /tmp/choices/alg1 --set lognormal_fraction=0
+    python bench/tiny_choices.py --out /tmp/choices/b16 --compare /tmp/choices/base   # paired against another run
+
+A run folder that already holds the finished run is scored without training again. The regression baseline every
+row is compared with is trained once with the `tiny` preset's own settings (`--regression DIR`, default
+`<out>/../regression`). Printed, and saved as `<out>/choices.json`:
+
+- the 2000-step chain's PSNR minus the regression's (paired mean +- standard error over the patches), and its
+  high-frequency energy ratio (sr3lit.metrics);
+- the mean of 8 respaced 50-step samples minus the regression;
+- the flat-colour error (grey levels, mean and worst over 24 random colours; chapter 16);
+- the PSNR of the network's estimate of y0 from pure noise (t = T), as chapter 16's Table 3 scores it;
+- with `--compare`: this run's chain minus the other run's, paired (the chains share their noise, seed 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sr3lit import data as sr3data
+from sr3lit import experiments, inference, metrics, training
+
+
+def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` patches spread over the training photographs: (HR, bicubic x_up), in [-1, 1]."
+    patches = sr3data.embedded_patches('train', hr_size)
+    ds = sr3data.EmbeddedSR([patches[i] for i in experiments.pick_indices(len(patches), n, 'spread')], lr_size, split='test')
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([it['HR'] for it in items]), torch.stack([it['x_up'] for it in items])
+
+
+def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
+    "Mean and standard error of the per-image difference a - b."
+    d = (a - b).double()
+    return {'mean': round(float(d.mean()), 3), 'se': round(float(d.std() / math.sqrt(len(d))), 3)}
+
+
+def train_if_needed(cfg: training.TrainConfig, run_dir: Path) -> float:
+    "Train `cfg` into `run_dir` unless it is finished there; the seconds it took (0 when it was done before)."
+    done = training.checkpoint_steps(run_dir) if (run_dir / 'config.json').is_file() else []
+    if done and done[-1] >= cfg.max_steps: return 0.0
+    t0 = time.perf_counter(); training.train(cfg, run_dir)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', required=True, type=Path, help='the SR3 run folder (created, or scored if finished)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='a TrainConfig setting to change')
+    parser.add_argument('--regression', type=Path, help='the regression run (default: <out>/../regression, trained if missing)')
+    parser.add_argument('--compare', type=Path, help='another run folder scored by this script: print this chain minus its chain')
+    parser.add_argument('--n', type=int, default=32, help='training-photo patches to score on (default 32)')
+    parser.add_argument('--chain-steps', type=int, default=2000, help='steps of the full chain (default 2000)')
+    args = parser.parse_args(argv)
+
+    cfg = training.make_config('tiny', overrides=['method=sr3', 'progress=False', *args.set])
+    cfg = training.get_method('sr3').configure(cfg)
+    seconds = train_if_needed(cfg, args.out)
+    reg_dir = args.regression or args.out.parent / 'regression'
+    reg_cfg = training.get_method('regression').configure(training.make_config('tiny', overrides=['method=regression', 'progress=False']))
+    train_if_needed(reg_cfg, reg_dir)
+
+    hr, x_up = training_patches(args.n, cfg.lr_size, cfg.hr_size)
+    names = [f'train{i}' for i in range(len(hr))]
+    run, reg = inference.load_run(args.out), inference.load_run(reg_dir)
+    psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
+    chain, _ = experiments.sr3_outputs(run, x_up, names, steps=min(args.chain_steps, cfg.n_timestep), schedule='respace', batch_size=32)
+    mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=50, schedule='respace', batch_size=32, n_samples=8)
+    torch.save(chain, args.out / 'choices_chain.pt')
+    flat = experiments.flat_colour_error(run, 24)
+    y0 = experiments.error_by_noise_level(run.model, cfg.noise_schedule(), x_up, hr, {'psnr': experiments.unrounded_psnr},
+                                          timesteps=[cfg.n_timestep], target=training.target_of(cfg))['psnr']
+    psnr_chain = metrics.psnr(chain, hr)
+    result = {'settings': args.set, 'train_seconds': round(seconds, 1), 'n': len(hr), 'regression_psnr': round(float(psnr_reg.mean()), 3),
+              'chain_minus_regression': paired(psnr_chain, psnr_reg), 'chain_hf_ratio': round(metrics.high_frequency_ratio(chain, hr, cfg.hr_size // cfg.lr_size), 3),
+              'mean8_minus_regression': paired(metrics.psnr(mean8, hr), psnr_reg),
+              'flat_colour': {'mean': round(flat['mean'], 2), 'worst': round(flat['worst'], 2)},
+              'y0_psnr_from_noise': round(float(next(iter(y0.values()))), 2)}
+    if args.compare:
+        other = torch.load(args.compare / 'choices_chain.pt')
+        result['chain_minus_compared'] = paired(psnr_chain, metrics.psnr(other, hr))
+    (args.out / 'choices.json').write_text(json.dumps(result, indent=1) + '\n')
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
