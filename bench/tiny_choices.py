@@ -1,12 +1,14 @@
 """The measurements behind the `tiny` study's training choices (chapter 13): train the tiny SR3 with some settings
-changed, and score it on patches of the *training* photographs, so that no choice is made on the test photographs.
+changed (its steps, batch and every other setting as `sr3lit reproduce tiny` trains it, then `--set`), and score it
+on patches of the *training* photographs, so that no choice is made on the test photographs.
 
-    python bench/tiny_choices.py --out /tmp/choices/b16 --set batch_size=16 --set max_steps=2400
+    python bench/tiny_choices.py --out /tmp/choices/base                                   # the study's own settings
+    python bench/tiny_choices.py --out /tmp/choices/b32 --set batch_size=32 --set max_steps=1200
     python bench/tiny_choices.py --out /tmp/choices/alg1 --set lognormal_fraction=0
-    python bench/tiny_choices.py --out /tmp/choices/b16 --compare /tmp/choices/base   # paired against another run
+    python bench/tiny_choices.py --out /tmp/choices/b32 --compare /tmp/choices/base       # paired against another run
 
 A run folder that already holds the finished run is scored without training again. The regression baseline every
-row is compared with is trained once with the `tiny` preset's own settings (`--regression DIR`, default
+row is compared with is trained once as the study trains it (`--regression DIR`, default
 `<out>/../regression`). Printed, and saved as `<out>/choices.json`:
 
 - the 2000-step chain's PSNR minus the regression's (paired mean +- standard error over the patches), and its
@@ -63,12 +65,11 @@ def main(argv=None) -> int:
     parser.add_argument('--chain-steps', type=int, default=2000, help='steps of the full chain (default 2000)')
     args = parser.parse_args(argv)
 
-    cfg = training.make_config('tiny', overrides=['method=sr3', 'progress=False', *args.set])
-    cfg = training.get_method('sr3').configure(cfg)
+    study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)   # as the study trains
+    cfg = training.get_method('sr3').configure(study['sr3']._replace(args.set))
     seconds = train_if_needed(cfg, args.out)
     reg_dir = args.regression or args.out.parent / 'regression'
-    reg_cfg = training.get_method('regression').configure(training.make_config('tiny', overrides=['method=regression', 'progress=False']))
-    train_if_needed(reg_cfg, reg_dir)
+    train_if_needed(study['regression'], reg_dir)
 
     hr, x_up = training_patches(args.n, cfg.lr_size, cfg.hr_size)
     names = [f'train{i}' for i in range(len(hr))]
