@@ -514,3 +514,19 @@ def test_lognormal_setting(tmp_path):
     for k in ('lognormal_fraction', 'lognormal_mean', 'lognormal_std'): del values[k]
     (tmp_path / 'config.json').write_text(json.dumps(values))
     assert read_run_config(tmp_path).lognormal_fraction == 0.0     # a run made before the setting: Algorithm 1's draw
+
+
+def test_the_tiny_datasets_travel_to_spawned_loader_processes():
+    # the tiny preset loads in a worker process; where processes are spawned (macOS, Windows) the dataset is pickled
+    import pickle
+    from sr3lit.training import StepSeededDataset, open_datasets
+    cfg = make_config('tiny')
+    assert cfg.num_workers >= 1 and make_config('micro').num_workers == 0
+    train_data, val_data = open_datasets(cfg)
+    for data in (train_data, val_data):
+        wrapped = StepSeededDataset(data, seed=3)
+        copy = pickle.loads(pickle.dumps(wrapped))
+        a, b = wrapped[(5, 1, 2)], copy[(5, 1, 2)]
+        assert a.keys() == b.keys() and {'HR', 'x_up', 'LR'} <= a.keys()
+        for k, v in a.items():
+            assert torch.equal(v, b[k]) if torch.is_tensor(v) else v == b[k]
