@@ -164,7 +164,8 @@ class TrainConfig:
     seed: int = 0
     device: str = 'auto'              # 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
     amp: str = 'auto'                 # 'auto' = bf16 autocast on CUDA and off on the CPU; 'bf16'; 'off'
-    channels_last: bool = False       # NHWC memory layout (often faster convolutions on GPUs)
+    channels_last: bool = True        # NHWC memory layout for training and sampling: on a 2-core AVX2 CPU the tiny U-Net trains
+                                      # ~13% and samples ~20% faster than in NCHW (the same numbers to float rounding; chapter 13)
     compile: bool = False             # torch.compile the network
     # --- bookkeeping
     log_every: int = 10               # steps per row of metrics.csv
@@ -240,7 +241,7 @@ _REFERENCE_TRAINING = dict(lr_size=16, hr_size=128, **_REFERENCE_UNET, beta_sche
 PRESETS: dict[str, dict] = {
     'micro': dict(network_settings('micro'), lr=1e-3,
                   warmup_steps=0, lr_schedule='constant', batch_size=4, max_steps=20, ema_decay=0.99, ema_start=0, log_every=1,
-                  checkpoint_every=10, val_every=0, n_val=2, val_steps=5, num_workers=0),
+                  checkpoint_every=10, val_every=0, n_val=2, val_steps=5, num_workers=0, channels_last=False),
     'tiny': {},
     'afhq-dog-16-128': dict(_REFERENCE_TRAINING, dataset='afhq-dog', lr=1e-5),
     'div2k-16-128': dict(_REFERENCE_TRAINING, dataset='div2k', lr=1e-5),

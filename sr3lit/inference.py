@@ -110,6 +110,7 @@ def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str 
     except RuntimeError as e:
         first = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e))
         raise CheckpointError(f"{file} does not fit the network {path / CONFIG_FILE} describes ({first})") from None
+    if cfg.channels_last: model.to(memory_format=torch.channels_last)       # as it trained: faster convolutions
     return Run(cfg, model.to(device).eval(), method, None if step is None else int(step), path)
 
 # %% ../nbs/14_inference.ipynb #e76e8d41

@@ -530,3 +530,18 @@ def test_the_tiny_datasets_travel_to_spawned_loader_processes():
         assert a.keys() == b.keys() and {'HR', 'x_up', 'LR'} <= a.keys()
         for k, v in a.items():
             assert torch.equal(v, b[k]) if torch.is_tensor(v) else v == b[k]
+
+
+def test_a_channels_last_run_trains_saves_and_samples_in_its_layout(tmp_path):
+    cfg = micro(max_steps=3, checkpoint_every=3, n_timestep=20, channels_last=True)
+    train(cfg, tmp_path / 'nhwc')
+    run = load_run(tmp_path / 'nhwc')
+    convs = [m.weight for m in run.model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    saved = load_file(tmp_path / 'nhwc' / 'ema.safetensors')                 # the files hold the same weights, in any layout
+    for k, v in run.model.state_dict().items(): assert torch.equal(v, saved[k])
+    x_up = torch.rand(2, 3, 32, 32) * 2 - 1
+    nhwc = run.super_resolve(x_up, steps=5, generator=torch.Generator().manual_seed(1))
+    run.model.to(memory_format=torch.contiguous_format)
+    nchw = run.super_resolve(x_up, steps=5, generator=torch.Generator().manual_seed(1))
+    assert (nhwc - nchw).abs().max() < 1e-4                                   # the layout changes float rounding only
