@@ -116,7 +116,7 @@ class TrainConfig:
     permute_channels: bool = True     # ... with their colour channels in a random order
     flat_fraction: float = 0.05       # ... and this fraction of flat patches of a random colour
     num_workers: int = 1              # DataLoader processes; 0 loads in the training process. One worker prepares the next
-                                      # batch while the network trains on this one: 15-20% faster on 2 CPU cores (chapter 13)
+                                      # batch while the network trains on this one: 15-20% faster on 2 CPU cores in NCHW, ~1% in NHWC (chapter 13)
     # --- network (sr3lit.unet.UNet): chapter 05's 'tiny' preset, field by field
     in_channel: int = _TINY['in_channel']             # cat([upsampled LR, y_t]): 3 + 3
     out_channel: int = _TINY['out_channel']
