@@ -5,9 +5,11 @@ on patches of the *training* photographs, so that no choice is made on the test 
     python bench/tiny_choices.py --out /tmp/choices/base                                   # the study's own settings
     python bench/tiny_choices.py --out /tmp/choices/b32 --set batch_size=32 --set max_steps=1200
     python bench/tiny_choices.py --out /tmp/choices/alg1 --set lognormal_fraction=0
-    python bench/tiny_choices.py --out /tmp/choices/b32 --compare /tmp/choices/base       # paired against another run
+    python bench/tiny_choices.py --out /tmp/choices/b32 --set batch_size=32 --set max_steps=1200 \
+                                 --compare /tmp/choices/base                               # paired against another run
 
-A run folder that already holds the finished run is scored without training again. The regression baseline every
+A run folder that already holds the finished run is scored without training again (with the same `--set`: a run
+with other settings is refused). The regression baseline every
 row is compared with is trained once as the study trains it (`--regression DIR`, default
 `<out>/../regression`). Printed, and saved as `<out>/choices.json`:
 
@@ -22,15 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from sr3lit import data as sr3data
-from sr3lit import experiments, inference, metrics, training
+from sr3lit import experiments, metrics, training
+from sr3lit.evaluate import paired_difference
 
 
 def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,17 +43,10 @@ def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[
 
 
 def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
-    "Mean and standard error of the per-image difference a - b."
-    d = (a - b).double()
-    return {'mean': round(float(d.mean()), 3), 'se': round(float(d.std() / math.sqrt(len(d))), 3)}
-
-
-def train_if_needed(cfg: training.TrainConfig, run_dir: Path) -> float:
-    "Train `cfg` into `run_dir` unless it is finished there; the seconds it took (0 when it was done before)."
-    done = training.checkpoint_steps(run_dir) if (run_dir / 'config.json').is_file() else []
-    if done and done[-1] >= cfg.max_steps: return 0.0
-    t0 = time.perf_counter(); training.train(cfg, run_dir)
-    return time.perf_counter() - t0
+    "Mean and standard error of the per-image difference a - b (sr3lit.evaluate.paired_difference, the report's)."
+    rows = lambda values: [{'name': i, 'v': float(v)} for i, v in enumerate(values)]
+    mean, se = paired_difference(rows(a), rows(b), 'v')
+    return {'mean': round(mean, 3), 'se': round(se, 3)}
 
 
 def main(argv=None) -> int:
@@ -66,14 +60,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)   # as the study trains
-    cfg = training.get_method('sr3').configure(study['sr3']._replace(args.set))
-    seconds = train_if_needed(cfg, args.out)
-    reg_dir = args.regression or args.out.parent / 'regression'
-    train_if_needed(study['regression'], reg_dir)
+    try: cfg = training.get_method('sr3').configure(study['sr3']._replace(args.set))
+    except ValueError as e: parser.error(str(e))                                   # one line, nothing trained
+    log = experiments.Progress()
+    run, summary = experiments.train_stage('sr3', cfg, args.out, log)               # skipped when finished before
+    reg, _ = experiments.train_stage('regression', study['regression'], args.regression or args.out.parent / 'regression', log)
 
     hr, x_up = training_patches(args.n, cfg.lr_size, cfg.hr_size)
     names = [f'train{i}' for i in range(len(hr))]
-    run, reg = inference.load_run(args.out), inference.load_run(reg_dir)
     psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
     chain, _ = experiments.sr3_outputs(run, x_up, names, steps=min(args.chain_steps, cfg.n_timestep), schedule='respace', batch_size=32)
     mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=50, schedule='respace', batch_size=32, n_samples=8)
@@ -82,7 +76,7 @@ def main(argv=None) -> int:
     y0 = experiments.error_by_noise_level(run.model, cfg.noise_schedule(), x_up, hr, {'psnr': experiments.unrounded_psnr},
                                           timesteps=[cfg.n_timestep], target=training.target_of(cfg))['psnr']
     psnr_chain = metrics.psnr(chain, hr)
-    result = {'settings': args.set, 'train_seconds': round(seconds, 1), 'n': len(hr), 'regression_psnr': round(float(psnr_reg.mean()), 3),
+    result = {'settings': args.set, 'train_seconds': summary['seconds'], 'n': len(hr), 'regression_psnr': round(float(psnr_reg.mean()), 3),
               'chain_minus_regression': paired(psnr_chain, psnr_reg), 'chain_hf_ratio': round(metrics.high_frequency_ratio(chain, hr, cfg.hr_size // cfg.lr_size), 3),
               'mean8_minus_regression': paired(metrics.psnr(mean8, hr), psnr_reg),
               'flat_colour': {'mean': round(flat['mean'], 2), 'worst': round(flat['worst'], 2)},

@@ -78,6 +78,11 @@ class Run:
         images = [sr3data.to_pil(x) for x in sr]
         return images[0] if samples == 1 else images
 
+def _ready(model: UNet, cfg: TrainConfig, device: torch.device) -> UNet:
+    "The loaded network on `device`, in eval mode and in the memory layout it trains in (NHWC: faster convolutions)."
+    if cfg.channels_last: model.to(memory_format=torch.channels_last)
+    return model.to(device).eval()
+
 def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str = 'ema',
              reference_config: TrainConfig | None = None) -> Run:
     """A `Run` from a run folder (EMA weights if present and `weights='ema'`, else the raw ones) or a reference `*_gen.pth`.
@@ -90,7 +95,7 @@ def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str 
         try: model = load_janspiry(path, **cfg.unet_kwargs())
         except Exception as e:
             raise ValueError(f"{path} is not a reference *_gen.pth checkpoint of this network: {' '.join(str(e).split()) or type(e).__name__}") from None
-        return Run(cfg, model.to(device).eval(), get_method('sr3'), None, path)
+        return Run(cfg, _ready(model, cfg, device), get_method('sr3'), None, path)
     if not path.exists(): raise ValueError(f"{path} does not exist")
     if not (path / CONFIG_FILE).is_file():
         raise ValueError(f"{path} is neither a run folder (no {CONFIG_FILE}) nor a checkpoint file")
@@ -110,8 +115,7 @@ def load_run(path: str | Path, device: str | torch.device = 'cpu', weights: str 
     except RuntimeError as e:
         first = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e))
         raise CheckpointError(f"{file} does not fit the network {path / CONFIG_FILE} describes ({first})") from None
-    if cfg.channels_last: model.to(memory_format=torch.channels_last)       # as it trained: faster convolutions
-    return Run(cfg, model.to(device).eval(), method, None if step is None else int(step), path)
+    return Run(cfg, _ready(model, cfg, device), method, None if step is None else int(step), path)
 
 # %% ../nbs/14_inference.ipynb #e76e8d41
 DEMO_RUNS_ENV = 'SR3LIT_DEMO_RUNS'
