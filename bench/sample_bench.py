@@ -1,6 +1,6 @@
 """Sampling speed of sr3lit: images per second and network evaluations (NFE) per image for the reference-style
 2000-step chain (Algorithm 2, every step of the training schedule), Algorithm 2 respaced to 50 steps, and
-DPM-Solver++(2M) with 10 steps on Karras' levels and its SDE version with 10 steps on log-SNR levels (chapter 09),
+DPM-Solver++(2M) with 10 steps on Karras' levels and its SDE version with 10 steps on the log-SNR window (chapter 09),
 with each one's images/s against the 2000-step chain.
 
     python bench/sample_bench.py              # CPU (about a minute on 2 idle cores, estimated), and the GPU variants when CUDA is available
@@ -33,7 +33,7 @@ T = 2000                                                   # the report's schedu
 CHAINS = [('ddpm 2000 (reference-style)', 'ddpm', 'full', 2000),
           ('ddpm respaced 50', 'ddpm', 'respace', 50),
           ('dpmpp2m 10 (karras)', 'dpmpp2m', 'karras', 10),
-          ('dpmpp2m_sde 10 (log_snr)', 'dpmpp2m_sde', 'log_snr', 10)]
+          ('dpmpp2m_sde 10 (log_snr_window)', 'dpmpp2m_sde', 'log_snr_window', 10)]
 CONFIGS = {'tiny': dict(preset='tiny', size=32, batch=64, max_timed=50),
            '16->128': dict(preset='sr3-16-128', size=128, batch=2, max_timed=3)}
 

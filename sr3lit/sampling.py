@@ -20,19 +20,21 @@ from .posterior import posterior_mean_variance, predict_y0_from_noise
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['SCHEDULE_METHODS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS', 'SAMPLER_SCHEDULES', 'sampling_schedule',
-           'ExactDenoiser', 'p_sample_step', 'check_reverse_step', 'reverse_step_coefficients', 'SamplingTrace',
-           'sample', 'implied_score', 'annealed_langevin']
+__all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS', 'SAMPLER_SCHEDULES',
+           'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step', 'reverse_step_coefficients',
+           'SamplingTrace', 'sample', 'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
-SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'karras')
+SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras')
+FEW_STEP_SIGMAS = (0.03, 20.0)   # the ends of 'log_snr_window' in sigma = sqrt((1 - gamma) / gamma) (section "A window of levels")
 
 def sampling_schedule(train_schedule: NoiseSchedule, steps: int | None = None, method: str = 'respace') -> NoiseSchedule:
     """The schedule to sample with: `steps` steps cut from `train_schedule` by `method`.
 
     'respace' (default) keeps a subsequence of the training gammas, ending at the same gamma_T; 'rediscretize' is the
     report's approach (the same beta_1..beta_T range in fewer steps, ending far from pure noise); 'log_snr' spaces
-    the steps evenly in log(gamma / (1 - gamma)) from gamma_1 to gamma_T; 'karras' spaces sigma = sqrt((1 - gamma) /
+    the steps evenly in log(gamma / (1 - gamma)) from gamma_1 to gamma_T; 'log_snr_window' spaces them the same way
+    between sigma = FEW_STEP_SIGMAS (kept inside the trained range), the levels for few steps; 'karras' spaces sigma = sqrt((1 - gamma) /
     gamma) evenly in sigma^(1/7) between the same ends (Karras et al. 2022, eq. 5, rho = 7). `steps=None` means
     `steps=T`; then 'respace' and 'rediscretize' return `train_schedule` itself."""
     if not isinstance(train_schedule, NoiseSchedule):
@@ -44,10 +46,13 @@ def sampling_schedule(train_schedule: NoiseSchedule, steps: int | None = None, m
         raise TypeError(f"steps must be an int, got {type(steps).__name__}")
     if not 1 <= steps <= train_schedule.T:
         raise ValueError(f"steps must lie in 1..T={train_schedule.T} (the training schedule's length), got {steps}")
-    if method == 'log_snr':
+    if method in ('log_snr', 'log_snr_window'):
         g = train_schedule.gammas
-        if steps == 1: return NoiseSchedule.from_gammas(g[-1:])
-        log_snr = np.linspace(np.log(g[0] / (1 - g[0])), np.log(g[-1] / (1 - g[-1])), steps)   # t = 1 .. T
+        if steps == 1 and method == 'log_snr': return NoiseSchedule.from_gammas(g[-1:])
+        least, most = np.log(g[0] / (1 - g[0])), np.log(g[-1] / (1 - g[-1]))   # log-SNR at t = 1 and t = T
+        if method == 'log_snr_window':                                          # log-SNR = -2 log sigma
+            least, most = min(least, -2 * np.log(FEW_STEP_SIGMAS[0])), max(most, -2 * np.log(FEW_STEP_SIGMAS[1]))
+        log_snr = np.linspace(least, most, steps) if steps > 1 else np.array([most])   # t = 1 .. T
         return NoiseSchedule.from_gammas(1 / (1 + np.exp(-log_snr)))
     if method == 'karras':
         g = train_schedule.gammas
@@ -421,7 +426,7 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)
-SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras', 'dpmpp2m_sde': 'log_snr'}
+SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras', 'dpmpp2m_sde': 'log_snr_window'}
 
 # %% ../nbs/09_sampling.ipynb #9b2ab0ab
 @torch.no_grad()

@@ -519,3 +519,32 @@ def test_dpmpp2m_sde_keeps_the_spread_of_gaussian_data_where_ten_ddpm_steps_shri
     many = sample(gaussian_toy(), x, sampling_schedule(REPORT, 400, 'log_snr'), sampler='dpmpp2m_sde', clip_denoised=False,
                   seed=5, progress=False)
     assert many.mean().item() == pytest.approx(MU, abs=0.01) and many.std().item() == pytest.approx(TAU, abs=0.01)
+
+
+# ---------------------------------------------------------------- the log-SNR window for few steps
+
+def test_log_snr_window_spaces_levels_evenly_between_its_sigmas_inside_the_trained_range():
+    from sr3lit.sampling import FEW_STEP_SIGMAS
+    w = sampling_schedule(REPORT, 10, 'log_snr_window')
+    sigma = np.sqrt((1 - w.gammas) / w.gammas)                                 # t = 1..T, least noisy first
+    np.testing.assert_allclose(sigma[[0, -1]], FEW_STEP_SIGMAS, rtol=1e-9)
+    np.testing.assert_allclose(np.diff(np.log(sigma)), np.full(9, math.log(FEW_STEP_SIGMAS[1] / FEW_STEP_SIGMAS[0]) / 9), rtol=1e-9)
+    assert sampling_schedule(REPORT, 1, 'log_snr_window').gammas[0] == pytest.approx(1 / (1 + FEW_STEP_SIGMAS[1] ** 2), rel=1e-12)
+    short = NoiseSchedule.make('linear', 100)                                  # its noisiest level is sigma ~ 0.8 < 20
+    ws = sampling_schedule(short, 6, 'log_snr_window')
+    assert ws.gammas[-1] == pytest.approx(short.gammas[-1], rel=1e-12) and ws.gammas[0] == pytest.approx(1 / (1 + 0.03**2), rel=1e-12)
+    assert (np.diff(ws.gammas) < 0).all()
+
+
+def test_log_snr_window_sampler_reaches_the_posterior_mean_spread_at_its_lowest_level():
+    "Faint Gaussian detail N(MU, tau^2), tau = sigma_min, exact denoiser: many window steps end at E[y0 | y at sigma_min]."
+    from sr3lit.sampling import FEW_STEP_SIGMAS
+    tau = FEW_STEP_SIGMAS[0]
+    faint = ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=torch.float64), std=tau)
+    x = torch.zeros(40_000, 1, 1, 1, dtype=torch.float64)
+    run = lambda method: sample(faint, x, sampling_schedule(REPORT, 300, method), sampler='dpmpp2m_sde', clip_denoised=False,
+                                seed=6, progress=False)
+    window, full = run('log_snr_window'), run('log_snr')
+    assert window.mean().item() == pytest.approx(MU, abs=0.002) and full.mean().item() == pytest.approx(MU, abs=0.002)
+    assert window.std().item() == pytest.approx(tau**2 / math.sqrt(2 * tau**2), rel=0.02)   # tau^2 / sqrt(tau^2 + sigma_min^2)
+    assert full.std().item() == pytest.approx(tau, rel=0.02)                                 # the full range keeps it
