@@ -44,9 +44,9 @@ __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT
            'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
            'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
            'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr', 'error_by_noise_level',
-           'colour_error_by_noise_level', 'flat_colour_error', 'sr3_stages', 'steps_columns', 'stage_summary',
-           'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark', 'mark_footprint',
-           'reproduce_pretrained']
+           'colour_error_by_noise_level', 'flat_colour_error', 'along_chain', 'sr3_stages', 'steps_columns',
+           'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
+           'mark_footprint', 'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -322,8 +322,9 @@ def image_stage(out_dir, tag: str, key: dict, produce: Callable[[], tuple[Tensor
         energy = high_frequency_energy(read_images(folder, names), scale)          # the 8-bit files, as evaluated
         for row, e in zip(result['images'], energy.tolist()): row['hf_energy'] = e
         result['mean']['hf_ratio'] = json_number(energy.sum() / high_frequency_energy(test['HR'], scale).sum())
+        along = {'along_chain': trajectory['along']} if trajectory is not None and 'along' in trajectory else {}
         return {'tag': tag, 'seconds_per_image': round(seconds / len(names), 4), 'mean': result['mean'],
-                'images': result['images'], 'trajectory': trajectory is not None}
+                'images': result['images'], 'trajectory': trajectory is not None, **along}
     has_files = lambda r: (all((folder / f'{n}.png').is_file() for n in names)
                            and (not r.get('trajectory') or (out_dir / 'stages' / f'{tag}.trajectory.pt').is_file()))
     return cached_stage(out_dir / 'stages' / f'{tag}.json', {**key, 'names': names, 'y_channel': preset.y_channel,
@@ -418,19 +419,38 @@ def _full_tag(plan, preset: ExperimentPreset, T: int) -> tuple[str, int]:
     n = max(n for sampler, _, n in plan if sampler == 'ddpm')
     return _tag('ddpm', 'full' if n == T else ('respace' if 'respace' in preset.schedules else preset.schedules[0]), n), n
 
+def along_chain(trajectory: dict, reference: Tensor, schedule: NoiseSchedule, keep: int, scale: int) -> dict:
+    """Where a chain makes its sample: PSNR, SSIM and high-frequency ratio (`scale` = HR side / LR side) of the y0_hat of
+    every recorded step against the references, on all images and 8-bit as the tables score them, with its noise level
+    sigma = sqrt((1 - gamma_t) / gamma_t) (0 at the end), under 'along'; the trajectory's pictures cut to `keep` images."""
+    rows, reference_hf = [], high_frequency_energy(reference, scale).sum()
+    for t, d in zip(trajectory['timesteps'], trajectory['denoised']):
+        g = float(schedule.gammas[t - 1]) if t > 0 else 1.0
+        pixels = ((d.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1                # the 8-bit image, as the tables score it
+        rows.append({'t': int(t), 'sigma': math.sqrt((1 - g) / g), 'psnr': float(psnr(pixels, reference).mean()),
+                     'ssim': float(ssim(pixels, reference).mean()),
+                     'hf_ratio': float(high_frequency_energy(pixels, scale).sum() / reference_hf)})
+    return {'timesteps': trajectory['timesteps'], 'states': trajectory['states'][:, :keep],
+            'denoised': trajectory['denoised'][:, :keep], 'along': rows}
+
 def sr3_stages(sr3: inference.Run, plan, preset: ExperimentPreset, test: dict, out_dir, log: Progress, progress: bool) -> dict:
-    "Every SR3 stage of `plan`, then the mean of `n_mean` samples; the full-length chain records its trajectory."
+    "Every SR3 stage of `plan`, then the mean of `n_mean` samples; the full-length chain records its trajectory (`along_chain`)."
     bs, seed, keep, T = preset.batch_size, preset.seed, min(preset.n_figure, len(test['names'])), sr3.config.n_timestep
     full_tag, _ = _full_tag(plan, preset, T)
     stages = {}
     for sampler, schedule, n in plan:
         tag = _tag(sampler, schedule, n)
         every = max(1, n // 10) if tag == full_tag else None
-        produce = (lambda schedule=schedule, n=n, sampler=sampler, every=every:
-                   sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule='respace' if schedule == 'full' else schedule,
-                               sampler=sampler, seed=seed, batch_size=bs, trajectory_every=every, keep=keep, progress=progress))
+        def produce(schedule=schedule, n=n, sampler=sampler, every=every):
+            method = 'respace' if schedule == 'full' else schedule
+            images, trajectory = sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule=method, sampler=sampler,
+                                             seed=seed, batch_size=bs, trajectory_every=every, keep=len(test['names']) if every else 0,
+                                             progress=progress)
+            if trajectory is None: return images, None
+            return images, along_chain(trajectory, test['HR'], sampling_schedule(sr3.config.noise_schedule(), n, method), keep,
+                               test['HR'].shape[-1] // test['LR'].shape[-1])
         key = {'method': 'sr3', 'step': sr3.step, 'sampler': sampler, 'schedule': schedule, 'steps': n, 'seed': seed,
-               'batch_size': bs, 'trajectory_every': every, 'keep': keep if every else 0}
+               'batch_size': bs, 'trajectory_every': every, 'keep': keep if every else 0, 'along': bool(every)}
         stages[tag] = image_stage(out_dir, tag, key, produce, test, preset, log)
     K, n = preset.n_mean, preset.mean_steps
     produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, seed=seed, batch_size=max(1, bs // K),
@@ -508,6 +528,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
                                         'psnr': colour['psnr_by_noise_level'],
                                         'gamma': {t: float(train_schedule.gammas[int(t) - 1]) for t in colour['by_noise_level']}},
         'flat_colour': colour['flat'],
+        'along_chain': stages[full_tag].get('along_chain'),
         'stage_seconds': {tag: s['seconds'] for tag, s in stages.items()},
         'stages_cached': {tag: s['cached'] for tag, s in stages.items()},
         'per_image': {tag: s['images'] for tag, s in stages.items()},

@@ -260,6 +260,16 @@ def training_report(results: dict) -> str:
                   "reference by mean colour per channel and by PSNR. The chain fixes a sample's colour and coarse shapes at "
                   "high noise; where ŷ0 is worse than the bicubic input there, samples come out with colours and shapes "
                   "the photograph does not have (chapter 13: which noise levels the loss teaches).", '']
+    if results.get('along_chain'):
+        sr3_row = results['methods']['sr3']
+        lines += ["## Table 4. Where the chain makes its sample", '',
+                  markdown_table(['step t', 'σ_t', "PSNR of ŷ0 (dB)", "SSIM of ŷ0", "high-frequency ratio of ŷ0"],
+                                 [[r['t'], f"{r['sigma']:.3g}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['hf_ratio']:.2f}"]
+                                  for r in results['along_chain']]), '',
+                  f"The estimate ŷ0 that the {sr3_row['steps']}-step chain computes on its way down, on every test image, "
+                  "scored as Table 1 scores the outputs (σ_t = √((1−γ_t)/γ_t); t = 0 is the sample itself). From pure noise "
+                  "ŷ0 is the network's guess of the posterior mean; the levels over which PSNR falls and the high-frequency "
+                  "ratio rises are where the sample's detail, right or wrong, is chosen.", '']
     lines += ['## Findings', '']
     for f in results['findings']:
         lines.append(f"- {'✔' if f['holds'] else '✘'} {f['claim']}: PSNR {f['difference_db']:+.2f} ± {f['standard_error_db']:.2f} dB, "

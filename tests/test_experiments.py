@@ -182,6 +182,16 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     # the chain of the re-discretised 5-step schedule starts at prod(1 - beta_i) over 5 betas from 1e-6 to 1e-2
     assert results['chain_start']['5']['rediscretize'] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 5)), rel=1e-12)
     assert results['chain_start']['5']['respace'] == pytest.approx(NoiseSchedule.make('linear', 2000).gammas[-1], rel=1e-12)
+    # where the main chain makes its sample: y0_hat at every tenth of it, the last one the sample of Table 1 itself
+    along, sr3_row = results['along_chain'], results['methods']['sr3']
+    assert [r['t'] for r in along] == list(range(20, 0, -2)) + [0] and along[-1]['sigma'] == 0
+    chain = NoiseSchedule.make('linear', 2000).respace(20)
+    assert along[0]['sigma'] == pytest.approx(np.sqrt((1 - chain.gammas[-1]) / chain.gammas[-1]), rel=1e-9)
+    for key, tol in (('psnr', 1e-6), ('ssim', 1e-6), ('hf_ratio', 1e-6)):
+        assert along[-1][key] == pytest.approx(sr3_row[key], rel=tol, abs=1e-9), key
+    assert '## Table 4. Where the chain makes its sample' in report
+    trajectory = torch.load(out / 'stages' / f"{results['full_tag']}.trajectory.pt", weights_only=True)
+    assert trajectory['states'].shape[:2] == (11, min(results['settings']['n_figure'], len(names)))
 
     # a second run: nothing retrained or resampled, the same numbers, faster
     before = {k: v for k, v in _mtimes(out).items() if not k.startswith(('results.json', 'report.md', 'fig_'))}
