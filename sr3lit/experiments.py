@@ -32,7 +32,7 @@ from .data import DataError
 from .evaluate import evaluate_folders, json_number, write_json
 from .images import image_table, save_figure
 from .forward import q_sample
-from .metrics import consistency, high_frequency_energy, psnr, sample_diversity, ssim
+from .metrics import consistency, high_frequency_energy, high_frequency_ratio, psnr, sample_diversity, ssim, to_pixels
 from .posterior import predict_y0_from_noise
 from .regression import Target, target_of
 from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
@@ -423,13 +423,12 @@ def along_chain(trajectory: dict, reference: Tensor, schedule: NoiseSchedule, ke
     """Where a chain makes its sample: PSNR, SSIM and high-frequency ratio (`scale` = HR side / LR side) of the y0_hat of
     every recorded step against the references, on all images and 8-bit as the tables score them, with its noise level
     sigma = sqrt((1 - gamma_t) / gamma_t) (0 at the end), under 'along'; the trajectory's pictures cut to `keep` images."""
-    rows, reference_hf = [], high_frequency_energy(reference, scale).sum()
+    rows = []
     for t, d in zip(trajectory['timesteps'], trajectory['denoised']):
         g = float(schedule.gammas[t - 1]) if t > 0 else 1.0
-        pixels = ((d.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1                # the 8-bit image, as the tables score it
-        rows.append({'t': int(t), 'sigma': math.sqrt((1 - g) / g), 'psnr': float(psnr(pixels, reference).mean()),
-                     'ssim': float(ssim(pixels, reference).mean()),
-                     'hf_ratio': float(high_frequency_energy(pixels, scale).sum() / reference_hf)})
+        image = to_pixels(d) / 127.5 - 1                                           # the 8-bit image, as the tables score it
+        rows.append({'t': int(t), 'sigma': math.sqrt((1 - g) / g), 'psnr': float(psnr(image, reference).mean()),
+                     'ssim': float(ssim(image, reference).mean()), 'hf_ratio': high_frequency_ratio(image, reference, scale)})
     return {'timesteps': trajectory['timesteps'], 'states': trajectory['states'][:, :keep],
             'denoised': trajectory['denoised'][:, :keep], 'along': rows}
 
