@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -86,6 +87,17 @@ def test_per_sample_draws_do_not_depend_on_the_batch():
     parts = torch.cat([SampleRNG(seeds[i:i + 2]).randn(3, 4, 4) for i in (0, 2, 4)])
     assert torch.equal(whole, parts)
     assert not torch.equal(whole[0], whole[1])
+
+
+def test_seed_global_rngs_gives_the_streams_of_the_usual_seeding():
+    # the CPU stream is torch.manual_seed's (runs trained before keep their draws), Python's and NumPy's are theirs
+    import random
+    draws = lambda: (torch.rand(4), torch.randn(3), np.random.rand(2), random.random())
+    tr.seed_global_rngs(12345); ours = draws()
+    torch.manual_seed(12345); np.random.seed(12345); random.seed(12345); usual = draws()
+    tr.seed_global_rngs(12346); other = draws()
+    for a, b, c in zip(ours, usual, other):
+        assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
 # ---------------------------------------------------------------- exact resume, seeds, NaN
