@@ -14,14 +14,20 @@ TORCH   = torch==2.14.1 torchvision==0.29.1
 
 .PHONY: reproduce test nbtest pytest export clean-venv bench lab docs docs-check outputs
 
-$(VENV)/.installed: settings.ini setup.py
+# what `make reproduce` needs: PyTorch and sr3lit with its requirements
+$(VENV)/.runtime: settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# ... and for every other target the development tools too (nbdev, pytest, Jupyter, nbgrader, ...)
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-reproduce: $(VENV)/.installed
+reproduce: $(VENV)/.runtime
 	$(BIN)/sr3lit reproduce tiny --out runs/tiny
 
 test: nbtest pytest
