@@ -1,0 +1,66 @@
+"""How the tiny study's SR3 depends on its training budget: train SR3 as `sr3lit reproduce tiny` trains it, but for
+`--steps` steps, and score it on the study's own test patches against the study's regression baseline. A diagnostic
+of a finished study, not a way to choose settings (choices are made on training photographs: bench/tiny_choices.py).
+
+    make reproduce                                                      # runs/tiny: the study, its test set and regression
+    python bench/tiny_budget.py --steps 4800 --out /tmp/budget/4800     # SR3 trained twice as long (about 11 min here)
+
+Printed, and saved as `<out>/budget.json` (paired mean +- standard error over the test patches):
+
+- the 2000-step chain's PSNR minus the regression's, its SSIM and high-frequency energy ratio (the study's Table 1 row);
+- DPM-Solver++(2M) SDE with 10 network evaluations (its default levels) minus the chain, and its ratio (Table 2's check).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from sr3lit import experiments, inference, metrics
+from sr3lit.evaluate import paired_difference
+
+
+def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
+    rows = lambda values: [{'name': i, 'v': float(v)} for i, v in enumerate(values)]
+    mean, se = paired_difference(rows(a), rows(b), 'v')
+    return {'mean': round(mean, 3), 'se': round(se, 3)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2400)")
+    parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
+    parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
+    args = parser.parse_args(argv)
+    results = args.study / 'results.json'
+    if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
+    names = json.loads(results.read_text())['data']['test_images']
+    hr = experiments.read_images(args.study / 'test' / 'hr', names)
+    x_up = experiments.read_images(args.study / 'test' / 'bicubic', names)
+
+    study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)
+    try: cfg = study['sr3']._replace([f'max_steps={args.steps}'])
+    except ValueError as e: parser.error(str(e))
+    run, summary = experiments.train_stage('sr3', cfg, args.out, experiments.Progress())
+    reg = inference.load_run(args.study / 'regression')
+    psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
+    chain, _ = experiments.sr3_outputs(run, x_up, names, steps=cfg.n_timestep, schedule='respace', batch_size=48)
+    few, _ = experiments.sr3_outputs(run, x_up, names, steps=10, schedule='log_snr_window', sampler='dpmpp2m_sde', batch_size=48)
+    psnr_chain, scale = metrics.psnr(chain, hr), cfg.hr_size // cfg.lr_size
+    result = {'steps': args.steps, 'train_seconds': summary['seconds'], 'n': len(hr),
+              'chain_minus_regression': paired(psnr_chain, psnr_reg),
+              'chain_ssim': round(float(metrics.ssim(chain, hr).mean()), 4),
+              'chain_hf_ratio': round(metrics.high_frequency_ratio(chain, hr, scale), 3),
+              'sde10_minus_chain': paired(metrics.psnr(few, hr), psnr_chain),
+              'sde10_ssim_minus_chain': paired(metrics.ssim(few, hr), metrics.ssim(chain, hr)),
+              'sde10_hf_ratio': round(metrics.high_frequency_ratio(few, hr, scale), 3)}
+    (args.out / 'budget.json').write_text(json.dumps(result, indent=1) + '\n')
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
