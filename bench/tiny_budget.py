@@ -17,16 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from sr3lit import experiments, inference, metrics
-from sr3lit.evaluate import paired_difference
-
-
-def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
-    rows = lambda values: [{'name': i, 'v': float(v)} for i, v in enumerate(values)]
-    mean, se = paired_difference(rows(a), rows(b), 'v')
-    return {'mean': round(mean, 3), 'se': round(se, 3)}
+from tiny_choices import paired            # bench/ is on the path when this script runs
 
 
 def main(argv=None) -> int:
