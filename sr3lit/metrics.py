@@ -20,12 +20,12 @@ from .checks import Case, Mistake, close_enough, describe, no_delegation, print_
 from .data import downsample
 
 # %% auto #0
-__all__ = ['PSNR_MISTAKES', 'SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'INCEPTION_FID_WEIGHTS', 'INCEPTION_FID_URL',
-           'INCEPTION_TORCHVISION_WEIGHTS', 'INCEPTION_TORCHVISION_URL', 'ALEXNET_WEIGHTS', 'ALEXNET_URL',
-           'LPIPS_LINEAR_WEIGHTS', 'LPIPS_LINEAR_SOURCE', 'to_pixels', 'rgb_to_y', 'psnr', 'check_psnr',
+__all__ = ['PSNR_MISTAKES', 'SSIM_K1', 'SSIM_K2', 'SSIM_SIGMA', 'SSIM_WINDOW', 'COLOUR_AXES', 'INCEPTION_FID_WEIGHTS',
+           'INCEPTION_FID_URL', 'INCEPTION_TORCHVISION_WEIGHTS', 'INCEPTION_TORCHVISION_URL', 'ALEXNET_WEIGHTS',
+           'ALEXNET_URL', 'LPIPS_LINEAR_WEIGHTS', 'LPIPS_LINEAR_SOURCE', 'to_pixels', 'rgb_to_y', 'psnr', 'check_psnr',
            'gaussian_window', 'ssim_map', 'ssim', 'consistency', 'sample_diversity', 'high_frequency_energy',
-           'high_frequency_ratio', 'frechet_distance', 'fid_from_features', 'InceptionFeatures', 'load_inception',
-           'inception_features', 'LPIPS', 'load_lpips']
+           'high_frequency_ratio', 'colour_axes', 'high_frequency_ratio_by_colour', 'frechet_distance',
+           'fid_from_features', 'InceptionFeatures', 'load_inception', 'inception_features', 'LPIPS', 'load_lpips']
 
 # %% ../nbs/08_metrics.ipynb #3b7b6a4b
 def to_pixels(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
@@ -300,6 +300,21 @@ def high_frequency_energy(x: torch.Tensor, scale: int, window: bool = True) -> t
 def high_frequency_ratio(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
     "sum_i E_hf(sr_i) / sum_i E_hf(hr_i): the high-frequency energy of the outputs relative to the references'."
     return float(high_frequency_energy(sr, scale).sum() / high_frequency_energy(hr, scale).sum().clamp_min(1e-30))
+
+# %% ../nbs/08_metrics.ipynb #b4d0f3e5
+# an orthonormal basis of colour (each axis is normalised): luminance and the two opponent-colour axes
+COLOUR_AXES = {'luminance': (1.0, 1.0, 1.0), 'red-green': (1.0, -1.0, 0.0), 'yellow-blue': (1.0, 1.0, -2.0)}
+
+def colour_axes(x: torch.Tensor) -> torch.Tensor:
+    "(B, 3, H, W) RGB images in the orthonormal basis `COLOUR_AXES` (float64): channel k is the projection on axis k."
+    if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f"need (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
+    q = torch.tensor(list(COLOUR_AXES.values()), dtype=torch.float64)
+    return torch.einsum('kc,bchw->bkhw', q / q.norm(dim=1, keepdim=True), x.detach().to(torch.float64))
+
+def high_frequency_ratio_by_colour(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+    "`high_frequency_ratio` along each axis of `COLOUR_AXES`: how much of the references' luminance and colour detail the outputs carry."
+    s, h = colour_axes(sr), colour_axes(hr)
+    return {name: high_frequency_ratio(s[:, k:k + 1], h[:, k:k + 1], scale) for k, name in enumerate(COLOUR_AXES)}
 
 # %% ../nbs/08_metrics.ipynb #c298f690
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:

@@ -312,3 +312,15 @@ def test_fid_inception_matches_pytorch_fid(tmp_path):
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad(): expected = ref((images + 1) / 2)[0].flatten(1)
     np.testing.assert_allclose(inception_features(model, images), expected.double().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_colour_detail_ratios_see_grey_noise_only_in_luminance():
+    from sr3lit.metrics import high_frequency_ratio_by_colour
+    g = torch.Generator().manual_seed(4)
+    hr = torch.rand(6, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
+    same = high_frequency_ratio_by_colour(hr, hr, 4)
+    assert all(abs(v - 1) < 1e-12 for v in same.values())
+    grey_noise = 0.2 * torch.randn(6, 1, 32, 32, generator=g, dtype=torch.float64).expand(6, 3, 32, 32)
+    noisy = high_frequency_ratio_by_colour(hr + grey_noise, hr, 4)
+    assert noisy['luminance'] > 1.1
+    assert abs(noisy['red-green'] - 1) < 1e-9 and abs(noisy['yellow-blue'] - 1) < 1e-9
