@@ -32,7 +32,7 @@ from .data import DataError
 from .evaluate import evaluate_folders, json_number, write_json
 from .images import image_table, save_figure
 from .forward import q_sample
-from .metrics import consistency, high_frequency_energy, high_frequency_ratio, psnr, sample_diversity, ssim, to_pixels
+from .metrics import consistency, high_frequency_energy, high_frequency_ratio, high_frequency_ratio_by_colour, psnr, sample_diversity, ssim, to_pixels
 from .posterior import predict_y0_from_noise
 from .regression import Target, target_of
 from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
@@ -45,8 +45,8 @@ __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT
            'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
            'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr', 'error_by_noise_level',
            'colour_error_by_noise_level', 'flat_colour_error', 'along_chain', 'sr3_stages', 'steps_columns',
-           'stage_summary', 'reproduce_training', 'colour_statistics', 'hue_difference', 'default_face', 'paint_mark',
-           'mark_footprint', 'reproduce_pretrained']
+           'stage_summary', 'colour_detail', 'reproduce_training', 'colour_statistics', 'hue_difference',
+           'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -471,6 +471,11 @@ def steps_columns(plan, stages: dict, preset: ExperimentPreset) -> tuple[dict, d
 
 def stage_summary(stage: dict) -> dict: return {**stage['mean'], 'seconds_per_image': stage['seconds_per_image']}
 
+def colour_detail(out_dir, tag: str, test: dict) -> dict[str, float]:
+    "High-frequency ratios along luminance and the opponent-colour axes (chapter 08) of stage `tag`'s saved 8-bit outputs."
+    scale = test['HR'].shape[-1] // test['LR'].shape[-1]
+    return high_frequency_ratio_by_colour(read_images(Path(out_dir) / 'samples' / tag, test['names']), test['HR'], scale)
+
 def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, device: str = 'auto',
                        progress: bool = True, log: Progress | None = None) -> dict:
     "Train SR3 and the regression baseline, then sample and evaluate every stage; the numbers as a dict (chapter 17 writes them)."
@@ -517,9 +522,12 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
                  'test_images': test['names'], 'n_available': test['info']['n_available']},
         'T': T, 'noise_schedule': {'kind': cfg.beta_schedule, 'T': T, 'beta_1': cfg.linear_start, 'beta_T': cfg.linear_end},
         'training': train_summary,
-        'methods': {'bicubic': stage_summary(stages['bicubic']), 'regression': stage_summary(stages['regression']),
-                    'sr3': {**stage_summary(stages[full_tag]), 'steps': full_n, 'T': T, 'sampler': 'ddpm'},
-                    'sr3_mean': {**stage_summary(stages['sr3-mean']), 'n_samples': preset.n_mean, 'steps': preset.mean_steps}},
+        'methods': {'bicubic': {**stage_summary(stages['bicubic']), 'hf_ratio_colour': colour_detail(out_dir, 'bicubic', test)},
+                    'regression': {**stage_summary(stages['regression']), 'hf_ratio_colour': colour_detail(out_dir, 'regression', test)},
+                    'sr3': {**stage_summary(stages[full_tag]), 'steps': full_n, 'T': T, 'sampler': 'ddpm',
+                            'hf_ratio_colour': colour_detail(out_dir, full_tag, test)},
+                    'sr3_mean': {**stage_summary(stages['sr3-mean']), 'n_samples': preset.n_mean, 'steps': preset.mean_steps,
+                                 'hf_ratio_colour': colour_detail(out_dir, 'sr3-mean', test)}},
         'steps': steps, 'tags': {**tags, 'sr3_mean': 'sr3-mean'}, 'full_tag': full_tag,
         'chain_start': {str(n): {k: chain_start(train_schedule, n, k) for k in ('rediscretize', 'respace')} for n in all_counts if n <= T},
         'report': REPORT_NUMBERS.get(preset.report) if preset.report else None,

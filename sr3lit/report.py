@@ -31,6 +31,8 @@ def method_table(results: dict) -> str:
     "Table 1: bicubic, regression, SR3 and the mean of SR3 samples, ours (and the report's when the preset matches)."
     report = (results.get('report') or {}).get('methods', {})
     header = ['method', 'PSNR (dB)', 'SSIM', 'high-frequency ratio', 'consistency (MSE)']
+    by_colour = any('hf_ratio_colour' in m for m in results['methods'].values())
+    if by_colour: header.insert(4, 'by colour: luminance / red-green / yellow-blue')
     if report: header += ["the report's PSNR", "the report's SSIM"]
     rows = []
     for name, label in (('bicubic', 'Bicubic'), ('regression', 'Regression'), ('sr3', 'SR3'), ('sr3_mean', 'Mean of SR3 samples')):
@@ -40,6 +42,7 @@ def method_table(results: dict) -> str:
         if name == 'sr3_mean': label += f" ({m['n_samples']} samples of {m['steps']} respaced steps)"
         row = [label, format_metric(m.get('psnr'), 'psnr'), format_metric(m.get('ssim'), 'ssim'),
                '' if m.get('hf_ratio') is None else f"{m['hf_ratio']:.2f}", format_metric(m.get('consistency'), 'consistency')]
+        if by_colour: row.insert(4, ' / '.join(f'{v:.2f}' for v in m['hf_ratio_colour'].values()) if 'hf_ratio_colour' in m else '')
         if report: row += [_as_reported(report.get(name, {}).get('psnr')), _as_reported(report.get(name, {}).get('ssim'))]
         rows.append(row)
     return markdown_table(header, rows)
@@ -241,6 +244,10 @@ def training_report(results: dict) -> str:
              f"Regression: {tr['regression']['parameters']:,}-parameter U-Net, {tr['regression']['step']} steps "
              f"(L{tr['regression']['loss_p']} loss, {_minutes(tr['regression']['seconds'])}).", '',
              f"## Table 1. Bicubic, regression and SR3 (mean of {d['n_test']} test images)", '', method_table(results), '']
+    if any('hf_ratio_colour' in m for m in results['methods'].values()):
+        lines += ["High-frequency ratio: the energy of the outputs' spectrum above the input's Nyquist frequency, relative to "
+                  "the references'; by colour, the same along luminance and the red-green and yellow-blue axes (chapter 08). "
+                  "Detail in the references' amount but the wrong colours shows as a colour ratio far above the luminance one.", '']
     if results.get('report'): lines += [f"The report's columns: {results['report']['source']}.", '']
     lines += ["## Table 2. SR3 against the number of sampling steps", '', steps_table(results), '',
               "Re-discretised: the same β range cut into n steps (the report's method). Respaced: n of the trained "

@@ -20,7 +20,7 @@ from sr3lit.cli import main
 from sr3lit.evaluate import evaluate_folders
 from sr3lit.experiments import (EXPERIMENT_PRESETS, cached_stage, colour_statistics,
                                 get_experiment_preset, mark_footprint, paint_mark, Progress)
-from sr3lit.metrics import consistency, high_frequency_ratio, psnr, ssim
+from sr3lit.metrics import COLOUR_AXES, colour_axes, consistency, high_frequency_energy, high_frequency_ratio, psnr, ssim
 from sr3lit.schedules import NoiseSchedule
 from sr3lit.unet import UNet
 
@@ -179,6 +179,14 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
         assert summary['psnr'] == pytest.approx(psnr(sr, hr).mean().item(), rel=1e-5)
         assert summary['ssim'] == pytest.approx(ssim(sr, hr).mean().item(), rel=1e-5, abs=1e-6)
         assert summary['hf_ratio'] == pytest.approx(high_frequency_ratio(sr, hr, 4), rel=1e-5)
+    # the colour split of each method's detail recombines, weighted by the references' energy on each axis, into its ratio
+    hr_axes = colour_axes(hr)
+    weights = [float(high_frequency_energy(hr_axes[:, k:k + 1], 4).sum()) for k in range(3)]
+    for name, m in results['methods'].items():
+        assert list(m['hf_ratio_colour']) == list(COLOUR_AXES), name
+        recombined = sum(w * v for w, v in zip(weights, m['hf_ratio_colour'].values())) / sum(weights)
+        assert recombined == pytest.approx(m['hf_ratio'], rel=1e-6), name
+    assert 'by colour: luminance / red-green / yellow-blue' in report
     # the chain of the re-discretised 5-step schedule starts at prod(1 - beta_i) over 5 betas from 1e-6 to 1e-2
     assert results['chain_start']['5']['rediscretize'] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 5)), rel=1e-12)
     assert results['chain_start']['5']['respace'] == pytest.approx(NoiseSchedule.make('linear', 2000).gammas[-1], rel=1e-12)
