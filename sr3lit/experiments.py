@@ -514,6 +514,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     report_steps = REPORT_NUMBERS.get(preset.report or '', {}).get('steps', {}).get('rediscretize', {})
     all_counts = sorted({int(n) for by in steps.values() for n in by} | set(report_steps), reverse=True)
     cfg = configs['sr3']
+    method = lambda tag: {**stage_summary(stages[tag]), 'hf_ratio_colour': colour_detail(out_dir, tag, test)}   # a row of Table 1
     return {
         'preset': preset.name, 'settings': _normalize(dataclasses.asdict(preset)),
         'sr3lit_version': __version__, 'torch_version': torch.__version__, 'device': str(next(sr3.model.parameters()).device),
@@ -522,12 +523,9 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
                  'test_images': test['names'], 'n_available': test['info']['n_available']},
         'T': T, 'noise_schedule': {'kind': cfg.beta_schedule, 'T': T, 'beta_1': cfg.linear_start, 'beta_T': cfg.linear_end},
         'training': train_summary,
-        'methods': {'bicubic': {**stage_summary(stages['bicubic']), 'hf_ratio_colour': colour_detail(out_dir, 'bicubic', test)},
-                    'regression': {**stage_summary(stages['regression']), 'hf_ratio_colour': colour_detail(out_dir, 'regression', test)},
-                    'sr3': {**stage_summary(stages[full_tag]), 'steps': full_n, 'T': T, 'sampler': 'ddpm',
-                            'hf_ratio_colour': colour_detail(out_dir, full_tag, test)},
-                    'sr3_mean': {**stage_summary(stages['sr3-mean']), 'n_samples': preset.n_mean, 'steps': preset.mean_steps,
-                                 'hf_ratio_colour': colour_detail(out_dir, 'sr3-mean', test)}},
+        'methods': {'bicubic': method('bicubic'), 'regression': method('regression'),
+                    'sr3': {**method(full_tag), 'steps': full_n, 'T': T, 'sampler': 'ddpm'},
+                    'sr3_mean': {**method('sr3-mean'), 'n_samples': preset.n_mean, 'steps': preset.mean_steps}},
         'steps': steps, 'tags': {**tags, 'sr3_mean': 'sr3-mean'}, 'full_tag': full_tag,
         'chain_start': {str(n): {k: chain_start(train_schedule, n, k) for k in ('rediscretize', 'respace')} for n in all_counts if n <= T},
         'report': REPORT_NUMBERS.get(preset.report) if preset.report else None,

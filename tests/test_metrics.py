@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sr3lit.metrics import (ALEXNET_WEIGHTS, INCEPTION_FID_WEIGHTS, INCEPTION_TORCHVISION_WEIGHTS, LPIPS,
                             LPIPS_LINEAR_WEIGHTS, consistency, fid_from_features, frechet_distance, inception_features,
-                            load_inception, load_lpips, psnr, sample_diversity, ssim, ssim_map)
+                            high_frequency_ratio_by_colour, load_inception, load_lpips, psnr, sample_diversity, ssim, ssim_map)
 
 WANG = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
 
@@ -315,7 +315,6 @@ def test_fid_inception_matches_pytorch_fid(tmp_path):
 
 
 def test_colour_detail_ratios_see_grey_noise_only_in_luminance():
-    from sr3lit.metrics import high_frequency_ratio_by_colour
     g = torch.Generator().manual_seed(4)
     hr = torch.rand(6, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
     same = high_frequency_ratio_by_colour(hr, hr, 4)
