@@ -269,8 +269,9 @@ class PreparedSR(Dataset):
 
 # %% ../nbs/06_data.ipynb #ca8a897b
 EMBEDDED_SPLITS = {
-    # natural photographs only: a star field, a retina and a microscope slide teach textures no test photograph has
-    'train': ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower'),
+    # natural photographs only (a star field, a retina and a microscope slide teach textures no test photograph has),
+    # one of them grey, so that the network learns that fine detail is mostly a change of brightness (see below)
+    'train': ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower', 'camera'),
     'test': ('chelsea', 'grace_hopper'),
 }
 

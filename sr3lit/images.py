@@ -46,6 +46,8 @@ PHOTO_SOURCES = {
     'rocket': _skimage('rocket'), 'retina': _skimage('retina'), 'hubble_deep_field': _skimage('hubble_deep_field'),
     'immunohistochemistry': _skimage('immunohistochemistry'), 'motorcycle': _stereo_motorcycle,
     'grace_hopper': _matplotlib('grace_hopper.jpg'), 'china': _sklearn('china.jpg'), 'flower': _sklearn('flower.jpg'),
+    # grey photographs (returned as RGB with three equal channels): a man with a camera on a lawn, grass, gravel
+    'camera': _skimage('camera'), 'grass': _skimage('grass'), 'gravel': _skimage('gravel'),
 }
 
 _PHOTO_CACHE: dict[str, Image.Image] = {}

@@ -185,7 +185,7 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     for name, m in results['methods'].items():
         assert list(m['hf_ratio_colour']) == list(COLOUR_AXES), name
         recombined = sum(w * v for w, v in zip(weights, m['hf_ratio_colour'].values())) / sum(weights)
-        assert recombined == pytest.approx(m['hf_ratio'], rel=1e-6), name
+        assert recombined == pytest.approx(m['hf_ratio'], rel=2e-5), name   # results.json keeps 6 significant digits (up to 5e-6 each)
     assert 'by colour: luminance / red-green / yellow-blue' in report
     # the chain of the re-discretised 5-step schedule starts at prod(1 - beta_i) over 5 betas from 1e-6 to 1e-2
     assert results['chain_start']['5']['rediscretize'] == pytest.approx(np.prod(1 - np.linspace(1e-6, 1e-2, 5)), rel=1e-12)
@@ -195,8 +195,8 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     assert [r['t'] for r in along] == list(range(20, 0, -2)) + [0] and along[-1]['sigma'] == 0
     chain = NoiseSchedule.make('linear', 2000).respace(20)
     assert along[0]['sigma'] == pytest.approx(np.sqrt((1 - chain.gammas[-1]) / chain.gammas[-1]), rel=1e-9)
-    for key, tol in (('psnr', 1e-6), ('ssim', 1e-6), ('hf_ratio', 1e-6)):
-        assert along[-1][key] == pytest.approx(sr3_row[key], rel=tol, abs=1e-9), key
+    for key in ('psnr', 'ssim', 'hf_ratio'):          # Table 1 keeps 6 significant digits: a relative rounding of up to 5e-6
+        assert along[-1][key] == pytest.approx(sr3_row[key], rel=1e-5, abs=1e-9), key
     assert '## Table 4. Where the chain makes its sample' in report
     trajectory = torch.load(out / 'stages' / f"{results['full_tag']}.trajectory.pt", weights_only=True)
     assert trajectory['states'].shape[:2] == (11, min(results['settings']['n_figure'], len(names)))
