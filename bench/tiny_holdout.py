@@ -25,7 +25,7 @@ import torch
 
 from sr3lit import data as sr3data
 from sr3lit import experiments, images, metrics, training
-from tiny_choices import paired          # bench/: paired mean and standard error of a per-image difference
+from tiny_choices import paired, training_patches          # bench/ is on the path when this script runs
 
 
 @contextmanager
@@ -39,10 +39,7 @@ def training_split(photos: tuple[str, ...]):
 
 def holdout_patches(name: str, n: int, lr_size: int, hr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` patches spread over the photograph `name`, cut as the test set is cut: (HR, bicubic x_up) in [-1, 1]."
-    with training_split((name,)): patches = sr3data.embedded_patches('train', hr_size)
-    ds = sr3data.EmbeddedSR([patches[i] for i in experiments.pick_indices(len(patches), n, 'spread')], lr_size, split='test')
-    items = [ds[i] for i in range(len(ds))]
-    return torch.stack([it['HR'] for it in items]), torch.stack([it['x_up'] for it in items])
+    with training_split((name,)): return training_patches(n, lr_size, hr_size)
 
 
 def main(argv=None) -> int:
