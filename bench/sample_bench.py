@@ -33,7 +33,7 @@ T = 2000                                                   # the report's schedu
 CHAINS = [('ddpm 2000 (reference-style)', 'ddpm', 'full', 2000),
           ('ddpm respaced 50', 'ddpm', 'respace', 50),
           ('dpmpp2m 10 (karras)', 'dpmpp2m', 'karras', 10),
-          ('dpmpp2m_sde 10 (log_snr_window)', 'dpmpp2m_sde', 'log_snr_window', 10)]
+          ('dpmpp2m_sde 10 (karras_window)', 'dpmpp2m_sde', 'karras_window', 10)]
 CONFIGS = {'tiny': dict(preset='tiny', size=32, batch=64, max_timed=50),
            '16->128': dict(preset='sr3-16-128', size=128, batch=2, max_timed=3)}
 

@@ -65,7 +65,7 @@ class ExperimentPreset:
     schedules: tuple = ('rediscretize', 'respace')  # how T steps are cut down (chapter 09)
     ddim_steps: tuple = (200, 50, 10)   # DDIM (eta = 0) on respaced schedules
     dpm_steps: tuple = (50, 20, 10, 5)  # the DPM-Solver++ samplers (chapter 09), each on its own levels: N steps, N network evaluations
-    dpm_samplers: tuple = ('dpmpp2m', 'dpmpp2m_sde')   # the ODE solver (Karras' levels) and the SDE solver (chapter 09's log-SNR window)
+    dpm_samplers: tuple = ('dpmpp2m', 'dpmpp2m_sde')   # the ODE solver (Karras' levels) and the SDE solver (chapter 09's Karras window)
     n_mean: int = 8                     # SR3 samples averaged per image for the 'sr3_mean' row (chapter 08: 0.51 dB from the mean at 8)
     mean_steps: int = 50                # respaced steps of each of those samples
     n_flat: int = 50                    # flat patches of random colours for the colour test (0: none)

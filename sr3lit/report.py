@@ -59,7 +59,7 @@ STEP_COLUMNS = {     # the step table's columns, in their order; `results['steps
     'respace': StepColumn('respaced', 'respaced', 'C0', 's'),
     'ddim': StepColumn('DDIM, respaced', 'DDIM', 'C2', '^'),
     'dpmpp2m': StepColumn('DPM-Solver++(2M), Karras', 'DPM-Solver++(2M)', 'C1', 'D'),
-    'dpmpp2m_sde': StepColumn('DPM-Solver++(2M) SDE, log-SNR window', 'DPM-Solver++(2M) SDE', 'C4', 'v'),
+    'dpmpp2m_sde': StepColumn('DPM-Solver++(2M) SDE, Karras window', 'DPM-Solver++(2M) SDE', 'C4', 'v'),
 }
 
 def steps_table(results: dict) -> str:

@@ -20,13 +20,14 @@ from .posterior import posterior_mean_variance, predict_y0_from_noise
 from .schedules import NoiseSchedule
 
 # %% auto #0
-__all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS', 'SAMPLER_SCHEDULES',
-           'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step', 'reverse_step_coefficients',
-           'SamplingTrace', 'sample', 'implied_score', 'annealed_langevin']
+__all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'KARRAS_WINDOW_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS',
+           'SAMPLER_SCHEDULES', 'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step',
+           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
-SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras')
+SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras', 'karras_window')
 FEW_STEP_SIGMAS = (0.03, 20.0)   # the ends of 'log_snr_window' in sigma = sqrt((1 - gamma) / gamma) (section "A window of levels")
+KARRAS_WINDOW_SIGMAS = (0.01, 20.0)   # the ends of 'karras_window' (section "How close ten evaluations come")
 
 def sampling_schedule(train_schedule: NoiseSchedule, steps: int | None = None, method: str = 'respace') -> NoiseSchedule:
     """The schedule to sample with: `steps` steps cut from `train_schedule` by `method`.
@@ -35,7 +36,8 @@ def sampling_schedule(train_schedule: NoiseSchedule, steps: int | None = None, m
     report's approach (the same beta_1..beta_T range in fewer steps, ending far from pure noise); 'log_snr' spaces
     the steps evenly in log(gamma / (1 - gamma)) from gamma_1 to gamma_T; 'log_snr_window' spaces them the same way
     between sigma = FEW_STEP_SIGMAS (kept inside the trained range), the levels for few steps; 'karras' spaces sigma = sqrt((1 - gamma) /
-    gamma) evenly in sigma^(1/7) between the same ends (Karras et al. 2022, eq. 5, rho = 7). `steps=None` means
+    gamma) evenly in sigma^(1/7) between the same ends (Karras et al. 2022, eq. 5, rho = 7); 'karras_window' spaces them
+    the same way between sigma = KARRAS_WINDOW_SIGMAS (kept inside the trained range). `steps=None` means
     `steps=T`; then 'respace' and 'rediscretize' return `train_schedule` itself."""
     if not isinstance(train_schedule, NoiseSchedule):
         raise TypeError(f"train_schedule must be a NoiseSchedule, got {type(train_schedule).__name__}")
@@ -54,10 +56,12 @@ def sampling_schedule(train_schedule: NoiseSchedule, steps: int | None = None, m
             least, most = min(least, -2 * np.log(FEW_STEP_SIGMAS[0])), max(most, -2 * np.log(FEW_STEP_SIGMAS[1]))
         log_snr = np.linspace(least, most, steps) if steps > 1 else np.array([most])   # t = 1 .. T
         return NoiseSchedule.from_gammas(1 / (1 + np.exp(-log_snr)))
-    if method == 'karras':
+    if method in ('karras', 'karras_window'):
         g = train_schedule.gammas
-        if steps == 1: return NoiseSchedule.from_gammas(g[-1:])
         sigma_min, sigma_max = np.sqrt((1 - g[0]) / g[0]), np.sqrt((1 - g[-1]) / g[-1])
+        if method == 'karras_window':
+            sigma_min, sigma_max = max(sigma_min, KARRAS_WINDOW_SIGMAS[0]), min(sigma_max, KARRAS_WINDOW_SIGMAS[1])
+        if steps == 1: return NoiseSchedule.from_gammas(g[-1:] if method == 'karras' else np.array([1 / (1 + sigma_max**2)]))
         sigma = np.linspace(sigma_min ** (1 / 7), sigma_max ** (1 / 7), steps) ** 7                 # t = 1 .. T
         return NoiseSchedule.from_gammas(1 / (1 + sigma**2))
     if steps == train_schedule.T: return train_schedule
@@ -426,7 +430,7 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)
-SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras', 'dpmpp2m_sde': 'log_snr_window'}
+SAMPLER_SCHEDULES = {'ddpm': 'respace', 'ddim': 'respace', 'dpmpp2m': 'karras', 'dpmpp2m_sde': 'karras_window'}
 
 # %% ../nbs/09_sampling.ipynb #9b2ab0ab
 @torch.no_grad()

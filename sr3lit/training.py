@@ -640,8 +640,8 @@ def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int 
                 eta: float = 0.0, progress: bool = False) -> Tensor:
     """SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T), one network evaluation each, with
     `sampler` 'ddpm', 'ddim', 'dpmpp2m' or 'dpmpp2m_sde' on noise levels cut from the training schedule by `schedule`
-    (default: the sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m, log-SNR for
-    dpmpp2m_sde)."""
+    (default: the sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m, Karras'
+    spacing in a window for dpmpp2m_sde)."""
     if schedule is None: schedule = SAMPLER_SCHEDULES.get(sampler, 'respace')   # an unknown sampler is refused by `sample`
     sampling = sampling_schedule(cfg.noise_schedule(), None if steps is None else min(steps, cfg.n_timestep), schedule)
     target = target_of(cfg)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def test_every_sampler_has_a_default_spacing():
     assert set(SAMPLER_SCHEDULES) == set(SAMPLERS) == {'ddpm', 'ddim', 'dpmpp2m', 'dpmpp2m_sde'}
     assert SAMPLER_SCHEDULES['dpmpp2m'] == 'karras' and SAMPLER_SCHEDULES['ddpm'] == 'respace'
-    assert SAMPLER_SCHEDULES['dpmpp2m_sde'] == 'log_snr_window'
+    assert SAMPLER_SCHEDULES['dpmpp2m_sde'] == 'karras_window'
 
 
 def test_sr3_predict_uses_the_samplers_levels_unless_told():
@@ -31,7 +31,7 @@ def test_sr3_predict_uses_the_samplers_levels_unless_told():
     assert torch.equal(run(sampler='dpmpp2m'), run(sampler='dpmpp2m', schedule='karras'))
     assert not torch.equal(run(sampler='dpmpp2m'), run(sampler='dpmpp2m', schedule='respace'))
     assert torch.equal(run(sampler='ddim'), run(sampler='ddim', schedule='respace'))
-    assert torch.equal(run(sampler='dpmpp2m_sde'), run(sampler='dpmpp2m_sde', schedule='log_snr_window'))
+    assert torch.equal(run(sampler='dpmpp2m_sde'), run(sampler='dpmpp2m_sde', schedule='karras_window'))
     assert not torch.equal(run(sampler='dpmpp2m_sde'), run(sampler='dpmpp2m_sde', schedule='log_snr'))
     assert not torch.equal(run(sampler='dpmpp2m_sde'), run(sampler='dpmpp2m_sde', schedule='karras'))
     with pytest.raises(ValueError, match='unknown sampler'): run(sampler='plms')
@@ -75,12 +75,12 @@ def test_sr3lit_sample_with_dpmpp2m(tmp_path):
     default = loaded(image, steps=4, sampler='dpmpp2m')
     assert default.tobytes() == loaded(image, steps=4, sampler='dpmpp2m', schedule='karras').tobytes()
     assert default.tobytes() != loaded(image, steps=4, sampler='dpmpp2m', schedule='respace').tobytes()
-    # the SDE solver from the command line: its own levels (the log-SNR window), N calls for N steps, reproducible given the seed
+    # the SDE solver from the command line: its own levels (the Karras window), N calls for N steps, reproducible given the seed
     sde = []
     for name in ('s', 's2'):
         status, _, err = cli('sample', '--model', run_dir, '--input', lr, '--out', tmp_path / name, '--sampler', 'dpmpp2m_sde',
                              '--steps', '4', '--quiet')
         assert status == 0, err
         sde.append((json.loads((tmp_path / name / 'sample.json').read_text()), (tmp_path / name / 'a.png').read_bytes()))
-    assert sde[0][0]['sampler'] == 'dpmpp2m_sde' and sde[0][0]['schedule'] == 'log_snr_window' and sde[0][0]['network_evaluations'] == 4
+    assert sde[0][0]['sampler'] == 'dpmpp2m_sde' and sde[0][0]['schedule'] == 'karras_window' and sde[0][0]['network_evaluations'] == 4
     assert sde[0][1] == sde[1][1]

@@ -548,3 +548,24 @@ def test_log_snr_window_sampler_reaches_the_posterior_mean_spread_at_its_lowest_
     assert window.mean().item() == pytest.approx(MU, abs=0.002) and full.mean().item() == pytest.approx(MU, abs=0.002)
     assert window.std().item() == pytest.approx(tau**2 / math.sqrt(2 * tau**2), rel=0.02)   # tau^2 / sqrt(tau^2 + sigma_min^2)
     assert full.std().item() == pytest.approx(tau, rel=0.02)                                 # the full range keeps it
+
+
+# ---------------------------------------------------------------- Karras' spacing inside a window: dpmpp2m_sde's levels
+
+def test_karras_window_spaces_sigma_evenly_in_its_seventh_root_between_its_ends_inside_the_trained_range():
+    from sr3lit.sampling import KARRAS_WINDOW_SIGMAS, SAMPLER_SCHEDULES
+    lo, hi = KARRAS_WINDOW_SIGMAS
+    k = sampling_schedule(REPORT, 10, 'karras_window')
+    sigma = np.sqrt((1 - k.gammas) / k.gammas)                                 # t = 1..T, least noisy first
+    np.testing.assert_allclose(sigma[[0, -1]], KARRAS_WINDOW_SIGMAS, rtol=1e-9)
+    np.testing.assert_allclose(sigma, (lo ** (1 / 7) + np.arange(10) / 9 * (hi ** (1 / 7) - lo ** (1 / 7))) ** 7, rtol=1e-9)
+    assert sampling_schedule(REPORT, 1, 'karras_window').gammas[0] == pytest.approx(1 / (1 + hi ** 2), rel=1e-12)
+    short = NoiseSchedule.make('linear', 100)                                  # its noisiest level is sigma ~ 0.8 < 20
+    ks = sampling_schedule(short, 6, 'karras_window')
+    assert ks.gammas[-1] == pytest.approx(short.gammas[-1], rel=1e-12) and ks.gammas[0] == pytest.approx(1 / (1 + lo ** 2), rel=1e-12)
+    assert (np.diff(ks.gammas) < 0).all()
+    # the whole-range 'karras' levels reach beyond the window at both ends, and one level is the noisiest trained one
+    full = np.sqrt((1 - sampling_schedule(REPORT, 10, 'karras').gammas) / sampling_schedule(REPORT, 10, 'karras').gammas)
+    assert full[0] < lo and full[-1] > hi
+    assert sampling_schedule(REPORT, 1, 'karras').gammas[0] == REPORT.gammas[-1]
+    assert SAMPLER_SCHEDULES['dpmpp2m_sde'] == 'karras_window'
