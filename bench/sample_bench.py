@@ -1,6 +1,7 @@
 """Sampling speed of sr3lit: images per second and network evaluations (NFE) per image for the reference-style
 2000-step chain (Algorithm 2, every step of the training schedule), Algorithm 2 respaced to 50 steps, and
-DPM-Solver++(2M) with 10 steps on Karras' levels and its SDE version with 10 steps on the log-SNR window (chapter 09),
+DPM-Solver++(2M) with 10 steps on Karras' levels and its SDE version with 10 steps on Karras' spacing inside a window
+(chapter 09),
 with each one's images/s against the 2000-step chain.
 
     python bench/sample_bench.py              # CPU (about a minute on 2 idle cores, estimated), and the GPU variants when CUDA is available
