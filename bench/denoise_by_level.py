@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from sr3lit import inference
+from sr3lit.forward import q_sample
 from sr3lit.regression import target_of
 from tiny_holdout import holdout_patches        # bench/ is on the path when this script runs
 
@@ -35,10 +36,10 @@ def removed(run, hr, x_up, sigmas=SIGMAS, seed=0) -> dict:
     for sigma in sigmas:
         gamma = 1 / (1 + sigma ** 2)
         z = torch.randn(y0.shape, generator=g)
-        y_t = gamma ** 0.5 * y0 + (1 - gamma) ** 0.5 * z
+        y_t = q_sample(y0, gamma, z)
         with torch.no_grad():
             eps = run.model(torch.cat([x_up, y_t], dim=1), torch.full((len(y0),), gamma ** 0.5))
-        y0_hat = (y_t - (1 - gamma) ** 0.5 * eps) / gamma ** 0.5
+        y0_hat = (y_t - (1 - gamma) ** 0.5 * eps) / gamma ** 0.5      # eq. 6 solved for y0, with the network's noise
         err = (y0_hat - y0).pow(2).mean(dim=(1, 2, 3)) / sigma ** 2
         out[sigma] = {name: round(float(err[idx].mean()), 3) for name, idx in groups.items()}
     return out

@@ -50,12 +50,8 @@ COEFFICIENTS = sampling.reverse_step_coefficients
 
 
 def with_eta(schedule: NoiseSchedule, eta: float) -> dict:
-    "DPM-Solver++(2M) SDE coefficients with eta^2 times the posterior variance (DDIM's convention, chapter 09)."
-    c = COEFFICIENTS(schedule, 'dpmpp2m_sde')
-    g, g_prev = schedule.gammas, schedule.gammas_prev
-    var = eta ** 2 * (1 - g_prev) / (1 - g) * (1 - g / g_prev)
-    direction = np.sqrt(np.clip(1 - g_prev - var, 0, None)) / np.sqrt(1 - g)
-    return {**c, 'next_from_y0': np.sqrt(g_prev) - direction * np.sqrt(g), 'next_from_yt': direction, 'noise_std': np.sqrt(var)}
+    "DDIM's step with noise eta^2 times the posterior variance, and DPM-Solver++(2M)'s extrapolation (chapter 09)."
+    return {**COEFFICIENTS(schedule, 'ddim', eta), 'extrapolation': COEFFICIENTS(schedule, 'dpmpp2m')['extrapolation']}
 
 
 def main(argv=None) -> int:
