@@ -1,6 +1,6 @@
 """Run every sr3lit benchmark in turn and print their numbers (`make bench`).
 
-    python bench/run_all.py            # training throughput and utilisation, the loader process, then sampling time
+    python bench/run_all.py            # training throughput and utilisation, the loader process, two runs side by side, then sampling time
     python bench/run_all.py --quick    # fewer timed steps
 
 Each benchmark runs in its own process, so the memory one reports is not inflated by another.
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = [('train_bench.py', ['--quick']), ('loader_bench.py', ['--steps', '60']), ('sample_bench.py', ['--configs', 'tiny'])]
+BENCHMARKS = [('train_bench.py', ['--quick']), ('loader_bench.py', ['--steps', '60']), ('side_by_side.py', ['--steps', '200']),
+              ('sample_bench.py', ['--configs', 'tiny'])]
 
 
 def main(argv=None) -> int:

@@ -3,4 +3,5 @@ import sys
 
 from sr3lit.cli import main
 
-sys.exit(main())
+if __name__ == '__main__':          # not when a spawned process (chapter 16's second training run) imports it
+    sys.exit(main())

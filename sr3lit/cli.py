@@ -373,8 +373,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
     if preset.kind != 'pretrained' and (args.checkpoint or args.image or args.mark):
         raise ValueError(f"--checkpoint, --image and --mark belong to faces-pretrained, not {preset.name}")
     command = 'sr3lit reproduce ' + ' '.join(sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == 'reproduce' else None
-    results = report.reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
+    try: results = report.reproduce(preset, args.out, data_dir=args.data, device=args.device, checkpoint=args.checkpoint,
                                     image=args.image, quiet=args.quiet, command=command)
+    except training.NonFiniteLossError as e:
+        print(f"sr3lit reproduce: error: {e}", file=sys.stderr); return 1
     fmt = evaluate.format_metric
     if preset.kind == 'train':
         m = results['methods']

@@ -11,6 +11,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,11 +44,11 @@ from .unet import count_parameters, load_janspiry
 # %% auto #0
 __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT_FACE', 'ExperimentPreset',
            'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
-           'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'initial_noise', 'sr3_outputs',
-           'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr', 'error_by_noise_level',
-           'colour_error_by_noise_level', 'flat_colour_error', 'along_chain', 'sr3_stages', 'steps_columns',
-           'stage_summary', 'colour_detail', 'reproduce_training', 'colour_statistics', 'hue_difference',
-           'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
+           'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'core_split', 'train_both',
+           'initial_noise', 'sr3_outputs', 'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr',
+           'error_by_noise_level', 'colour_error_by_noise_level', 'flat_colour_error', 'along_chain', 'sr3_stages',
+           'steps_columns', 'stage_summary', 'colour_detail', 'reproduce_training', 'colour_statistics',
+           'hue_difference', 'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -241,23 +243,107 @@ def train_configs(preset: ExperimentPreset, data_dir=None, device: str = 'auto',
         configs[method] = training.get_method(method).configure(cfg)
     return configs
 
-def train_stage(name: str, cfg: training.TrainConfig, run_dir, log: Progress) -> tuple[inference.Run, dict]:
-    "Train (or continue, or skip when done) the run `run_dir` of `cfg`; the loaded run (EMA weights) and a summary."
-    run_dir = Path(run_dir)
+def _to_train(name: str, cfg: training.TrainConfig, run_dir: Path, log: Progress) -> bool:
+    "Whether the run `run_dir` still has steps to train (logged); a finished one must have been trained with `cfg`."
     done = training.checkpoint_steps(run_dir) if (run_dir / 'config.json').is_file() else []
     if done and done[-1] >= cfg.max_steps:
         training.check_compatible(run_dir, cfg)
         log(f"train {name}: done before ({done[-1]} steps in {run_dir})")
-    else:
-        log(f"train {name}: to step {cfg.max_steps}" + (f" (continuing from {done[-1]})" if done else "") + f" in {run_dir}")
-        result = training.train(cfg, run_dir)
-        log(f"train {name}: step {result.step}, loss {result.loss if result.loss is None else round(result.loss, 4)}")
+        return False
+    log(f"train {name}: to step {cfg.max_steps}" + (f" (continuing from {done[-1]})" if done else "") + f" in {run_dir}")
+    return True
+
+def _trained(name: str, step: int, loss: float | None, stopped_by: str | None, run_dir: Path, log: Progress, where: str = '') -> None:
+    "Log the end of a training run; a run stopped by a signal (checkpoint saved) stops the study: KeyboardInterrupt."
+    if stopped_by:
+        log(f"train {name}: stopped by {stopped_by} at step {step}, checkpoint saved in {run_dir}; the same command continues")
+        raise KeyboardInterrupt(f"train {name} stopped by {stopped_by}")
+    log(f"train {name}: step {step}, loss {loss if loss is None else round(loss, 4)}{where}")
+
+def train_stage(name: str, cfg: training.TrainConfig, run_dir, log: Progress,
+                threads: Callable[[int], int] | None = None) -> tuple[inference.Run, dict]:
+    "Train (or continue, or skip when done) the run `run_dir` of `cfg`; the loaded run (EMA weights) and a summary."
+    run_dir = Path(run_dir)
+    if _to_train(name, cfg, run_dir, log):
+        result = training.train(cfg, run_dir, threads=threads)
+        _trained(name, result.step, result.loss, result.stopped_by, run_dir, log)
+    return _loaded(cfg, run_dir)
+
+def _loaded(cfg: training.TrainConfig, run_dir: Path) -> tuple[inference.Run, dict]:
+    "A finished run, loaded (EMA weights), and its summary."
     run = inference.load_run(run_dir, device=cfg.device)
     rows = training.read_csv_log(run_dir / 'metrics.csv')
     summary = {'run_dir': str(run_dir), 'step': run.step, 'parameters': count_parameters(run.model),
                'seconds': rows[-1]['elapsed_s'] if rows else None, 'final_loss': rows[-1]['loss'] if rows else None,
                'batch_size': cfg.batch_size, 'lr': cfg.lr, 'loss_p': cfg.loss_p}
     return run, summary
+
+# %% ../nbs/16_experiments.ipynb #c7a1e2f1
+def core_split(threads: int | None = None) -> tuple[int, int]:
+    "(the regression's, SR3's) CPU threads while the two train side by side, out of `threads` (default: torch's now)."
+    threads = threads or torch.get_num_threads()
+    half = max(1, threads // 2)
+    return half, max(1, threads - half)
+
+def _train_in_process(config_json: str, run_dir: str, n_threads: str, outcome_path: str) -> None:
+    "The second process (`python -c`): train the config into `run_dir` on `n_threads` threads; how it ended, as JSON."
+    torch.set_num_threads(int(n_threads))
+    try:
+        r = training.train(training.TrainConfig.from_dict(json.loads(config_json)), run_dir)
+        outcome = {'ok': True, 'step': r.step, 'loss': r.loss, 'stopped_by': r.stopped_by}
+    except BaseException as e:                    # KeyboardInterrupt included: the parent reports it
+        outcome = {'ok': False, 'kind': type(e).__name__, 'message': ' '.join(str(e).split())}
+    Path(outcome_path).write_text(json.dumps(outcome))
+
+def _start_training_process(cfg: training.TrainConfig, run_dir: Path, n_threads: int, outcome_path: Path) -> subprocess.Popen:
+    "`_train_in_process` in a new interpreter (nothing of this one is copied or re-run), importing this sr3lit."
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    code = 'import sys; from sr3lit.experiments import _train_in_process; _train_in_process(*sys.argv[1:])'
+    return subprocess.Popen([sys.executable, '-c', code, json.dumps(cfg.to_dict()), str(run_dir), str(n_threads), str(outcome_path)], env=env)
+
+def train_both(configs: dict[str, training.TrainConfig], out_dir, log: Progress, side_by_side: bool | None = None) -> tuple[dict, dict]:
+    """Train (or continue, or skip when done) `configs['sr3']` and `configs['regression']` into `out_dir/sr3` and
+    `out_dir/regression`; the loaded runs and their summaries, by name. On the CPU the regression trains in a second
+    process while SR3 trains here (`side_by_side` None: when both need training and torch has 2 threads or more;
+    False: one after the other), on `core_split`'s threads either way."""
+    out_dir = Path(out_dir)
+    dirs = {name: out_dir / name for name in ('sr3', 'regression')}
+    todo = [name for name in ('sr3', 'regression') if _to_train(name, configs[name], dirs[name], log)]
+    cpu = training.resolve_device(configs['sr3'].device).type == 'cpu'
+    total = torch.get_num_threads()
+    reg_threads, sr3_threads = core_split(total)
+    threads = {'regression': lambda step: reg_threads,
+               'sr3': lambda step: sr3_threads if step < configs['regression'].max_steps else total} if cpu else {}
+    side_by_side = cpu and total >= 2 and len(todo) == 2 and side_by_side is not False
+    if side_by_side:
+        cfgs = {k: configs[k]._replace({'num_workers': 0}) for k in todo}     # no loader processes: the cores are taken
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outcome_path = Path(tempfile.mkdtemp(prefix='.train-', dir=out_dir)) / 'regression.json'
+        child = _start_training_process(cfgs['regression']._replace({'progress': False}), dirs['regression'], reg_threads, outcome_path)
+        log(f"train regression: in a second process ({reg_threads} of {total} threads), SR3 here ({sr3_threads}, "
+            f"then {total} from step {configs['regression'].max_steps})")
+        stopped = 'error'
+        try:
+            result = training.train(cfgs['sr3'], dirs['sr3'], threads=threads['sr3'])
+            stopped = result.stopped_by
+        finally:
+            if stopped and child.poll() is None: child.send_signal(signal.SIGINT)   # it saves a checkpoint and stops too
+            child.wait()
+            outcome = json.loads(outcome_path.read_text()) if outcome_path.is_file() else None
+            shutil.rmtree(outcome_path.parent, ignore_errors=True)
+        _trained('sr3', result.step, result.loss, result.stopped_by, dirs['sr3'], log)
+        if outcome is None: raise RuntimeError(f"training the regression baseline: its process ended with exit code {child.returncode}")
+        if not outcome['ok']:
+            if outcome['kind'] == 'NonFiniteLossError': raise training.NonFiniteLossError(outcome['message'])  # as if trained here
+            if outcome['kind'] == 'KeyboardInterrupt': raise KeyboardInterrupt("training the regression baseline")
+            raise RuntimeError(f"training the regression baseline: {outcome['kind']}: {outcome['message']}")
+        _trained('regression', outcome['step'], outcome['loss'], outcome['stopped_by'], dirs['regression'], log, where=' (second process)')
+    else:
+        for name in todo:
+            result = training.train(configs[name], dirs[name], threads=threads.get(name))
+            _trained(name, result.step, result.loss, result.stopped_by, dirs[name], log)
+    loaded = {name: _loaded(configs[name], dirs[name]) for name in ('sr3', 'regression')}
+    return {k: v[0] for k, v in loaded.items()}, {k: v[1] for k, v in loaded.items()}
 
 # %% ../nbs/16_experiments.ipynb #f639e39e
 def initial_noise(names: Sequence[str], shape: Sequence[int], seed: int) -> Tensor:
@@ -484,9 +570,7 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     T = configs['sr3'].n_timestep
     plan = _sr3_plan(preset, T)                             # bad step counts fail here, before any work
     test = prepare_test_set(preset, configs['sr3'], out_dir, log)
-    runs, train_summary = {}, {}
-    for name in ('sr3', 'regression'):
-        runs[name], train_summary[name] = train_stage(name, configs[name], out_dir / name, log)
+    runs, train_summary = train_both(configs, out_dir, log)
     sr3, bs, seed = runs['sr3'], preset.batch_size, preset.seed
 
     stages = {'bicubic': image_stage(out_dir, 'bicubic', {'method': 'bicubic'}, lambda: (test['x_up'], None), test, preset, log),

@@ -588,18 +588,22 @@ def save_session(s: TrainingSession, cfg: TrainConfig, run_dir: Path, ctx: DistC
 
 # %% ../nbs/13_training.ipynb #b438f129
 def fit(model: nn.Module, objective: Objective, train_data: Dataset, cfg: TrainConfig, run_dir: str | Path, *,
-        val_data: Dataset | None = None, predict: Callable | None = None, ctx: DistContext | None = None) -> TrainResult:
+        val_data: Dataset | None = None, predict: Callable | None = None, ctx: DistContext | None = None,
+        threads: Callable[[int], int] | None = None) -> TrainResult:
     """Train `model` on `train_data` (a dataset of dicts) to minimise `objective`, writing the run to `run_dir`.
 
     Continues from the newest checkpoint in `run_dir` if there is one. `predict(model, x_up, generator)` turns the
-    'x_up' images of `val_data` into predictions for the validation grid."""
+    'x_up' images of `val_data` into predictions for the validation grid. `threads(step)`, if given, is the number of
+    CPU threads torch uses for step `step` (restored afterwards): chapter 16 trains two runs side by side with it."""
     own_ctx = ctx is None
     ctx = ctx or setup_distributed(cfg.device)
-    try: return _fit(model, objective, train_data, cfg, Path(run_dir), val_data, predict, ctx)
+    before = torch.get_num_threads()
+    try: return _fit(model, objective, train_data, cfg, Path(run_dir), val_data, predict, ctx, threads)
     finally:
+        torch.set_num_threads(before)
         if own_ctx: ctx.close()
 
-def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx) -> TrainResult:
+def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx, threads=None) -> TrainResult:
     check_compatible(run_dir, cfg)          # on every rank, before anyone writes: they all fail the same way
     ctx.barrier()
     s = start_session(model, cfg, run_dir, ctx)
@@ -610,6 +614,7 @@ def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx) -> 
     try:
         with stop:
             for _, batch in zip(range(s.step, cfg.max_steps), batches):
+                if threads is not None and threads(s.step) != torch.get_num_threads(): torch.set_num_threads(threads(s.step))
                 loss, grad_norm, lr, stop_requested = optimisation_step(s, objective, batch, cfg, ctx, stop, run_dir)
                 done = s.step
                 if log is not None: log.step(done, loss, grad_norm, lr, s.elapsed())
@@ -711,8 +716,10 @@ def build_model(cfg: TrainConfig) -> UNet:
         torch.manual_seed(derive_seed(cfg.seed, 'init'))
         return UNet(**cfg.unet_kwargs())
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, ctx: DistContext | None = None) -> TrainResult:
-    "Train the method, network and data `cfg` describes into `run_dir`, continuing from its newest checkpoint if any."
+def train(cfg: TrainConfig, run_dir: str | Path, *, ctx: DistContext | None = None,
+          threads: Callable[[int], int] | None = None) -> TrainResult:
+    """Train the method, network and data `cfg` describes into `run_dir`, continuing from its newest checkpoint if any
+    (`threads`: CPU threads per step, as `fit` takes them)."""
     method = get_method(cfg.method)
     cfg = method.configure(cfg)
     check_compatible(run_dir, cfg)                  # before the (possibly slow) data and model
@@ -720,4 +727,5 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, ctx: DistContext | None = No
     model = build_model(cfg)
     val_steps = min(cfg.val_steps, cfg.n_timestep)
     predict = lambda net, x_up, generator: method.predict(net, x_up, cfg, steps=val_steps, generator=generator)
-    return fit(model, method.make_objective(cfg), train_data, cfg, run_dir, val_data=val_data, predict=predict, ctx=ctx)
+    return fit(model, method.make_objective(cfg), train_data, cfg, run_dir, val_data=val_data, predict=predict, ctx=ctx,
+               threads=threads)

@@ -397,3 +397,49 @@ def test_flat_colour_error_is_zero_for_bicubic_and_the_shift_of_a_biased_model()
     shifted = flat_colour_error(run(cfg.residual_scale * 6 / 127.5), 30)          # +6 grey levels before clipping at 255
     assert all(e <= 6 + 1e-9 for e in shifted['per_colour']) and shifted['worst'] == pytest.approx(6)
     assert 5 < shifted['mean'] <= 6
+
+
+def _weights_digest(folder: Path) -> dict:
+    import hashlib
+    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.rglob('*.safetensors'))}
+
+
+def test_training_side_by_side_gives_the_weights_of_one_after_the_other(tmp_path):
+    from sr3lit.experiments import train_both, train_configs
+    configs = train_configs(get_experiment_preset('micro'), device='cpu', progress=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        lines = []
+        log = lambda message: lines.append(message)
+        runs, summary = train_both(configs, tmp_path / 'together', log, side_by_side=True)
+        assert any('second process' in m for m in lines), lines
+        assert torch.get_num_threads() == 2
+        train_both(configs, tmp_path / 'apart', log, side_by_side=False)
+    finally: torch.set_num_threads(before)
+    together, apart = _weights_digest(tmp_path / 'together'), _weights_digest(tmp_path / 'apart')
+    assert len(together) >= 4 and together == apart               # model and EMA of both runs, checkpoints included
+    assert summary['sr3']['step'] == summary['regression']['step'] == configs['sr3'].max_steps
+    assert sorted(p.name for p in (tmp_path / 'together').iterdir()) == ['regression', 'sr3']   # no leftovers
+
+
+def test_a_failure_in_the_second_process_is_reported_and_sr3_still_finishes(tmp_path):
+    from sr3lit.experiments import train_both, train_configs
+    from sr3lit.training import NonFiniteLossError
+    configs = train_configs(get_experiment_preset('micro'), device='cpu', progress=False)
+    configs['regression'] = configs['regression']._replace({'lr': 1e30})      # the weights blow up within a few steps
+    with pytest.raises(NonFiniteLossError, match='became'):
+        train_both(configs, tmp_path / 'r', lambda m: None, side_by_side=True)
+    from sr3lit.checkpoint import checkpoint_steps
+    assert checkpoint_steps(tmp_path / 'r' / 'sr3')[-1] == configs['sr3'].max_steps
+
+
+def test_a_training_stopped_by_a_signal_stops_the_study(tmp_path, monkeypatch):
+    from sr3lit import training
+    from sr3lit.experiments import train_both, train_configs
+    configs = train_configs(get_experiment_preset('micro'), device='cpu', progress=False)
+    monkeypatch.setattr(training, 'train', lambda cfg, run_dir, **kw: training.TrainResult(Path(run_dir), 3, 0.5, None, 'SIGINT'))
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        train_both(configs, tmp_path / 'r', lines.append, side_by_side=False)
+    assert 'stopped by SIGINT at step 3' in lines[-1] and 'the same command continues' in lines[-1]

@@ -557,3 +557,21 @@ def test_a_channels_last_run_trains_saves_and_samples_in_its_layout(tmp_path):
     run.model.to(memory_format=torch.contiguous_format)
     nchw = run.super_resolve(x_up, steps=5, generator=torch.Generator().manual_seed(1))
     assert (nhwc - nchw).abs().max() < 1e-4                                   # the layout changes float rounding only
+
+
+def test_fit_runs_each_step_on_the_threads_it_is_given_and_restores_them(tmp_path, monkeypatch):
+    seen, step = [], tr.optimisation_step
+    def recording(s, *args, **kwargs):
+        seen.append((s.step, torch.get_num_threads()))
+        return step(s, *args, **kwargs)
+    monkeypatch.setattr(tr, 'optimisation_step', recording)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train(micro(max_steps=5), tmp_path / 'r', threads=lambda step: 1 if step < 3 else 2)
+        assert seen == [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2)]
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)                           # restored also when the plan ends on another count
+        train(micro(max_steps=7), tmp_path / 'r', threads=lambda step: 2)
+        assert seen[5:] == [(5, 2), (6, 2)] and torch.get_num_threads() == 1
+    finally: torch.set_num_threads(before)
