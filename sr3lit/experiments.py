@@ -297,7 +297,8 @@ def _train_in_process(config_json: str, run_dir: str, n_threads: str, outcome_pa
 
 def _start_training_process(cfg: training.TrainConfig, run_dir: Path, n_threads: int, outcome_path: Path) -> subprocess.Popen:
     "`_train_in_process` in a new interpreter (nothing of this one is copied or re-run), importing this sr3lit."
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    paths = [str(Path(__file__).resolve().parents[1]), *filter(None, os.environ.get('PYTHONPATH', '').split(os.pathsep))]
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(paths)}
     code = 'import sys; from sr3lit.experiments import _train_in_process; _train_in_process(*sys.argv[1:])'
     return subprocess.Popen([sys.executable, '-c', code, json.dumps(cfg.to_dict()), str(run_dir), str(n_threads), str(outcome_path)], env=env)
 

@@ -443,3 +443,29 @@ def test_a_training_stopped_by_a_signal_stops_the_study(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_both(configs, tmp_path / 'r', lines.append, side_by_side=False)
     assert 'stopped by SIGINT at step 3' in lines[-1] and 'the same command continues' in lines[-1]
+
+
+def test_ctrl_c_stops_both_trainings_at_a_checkpoint_and_ends_the_study(tmp_path):
+    import os, signal, subprocess, sys
+    from sr3lit.checkpoint import checkpoint_steps
+    out = tmp_path / 'study'
+    cmd = [sys.executable, '-m', 'sr3lit', 'reproduce', 'micro', '--out', str(out), '--device', 'cpu',
+           '--sr3-steps', '3000', '--regression-steps', '3000']
+    env = {**os.environ, 'OMP_NUM_THREADS': '2'}
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)   # its own group, as a terminal's job
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not all(checkpoint_steps(out / m) for m in ('sr3', 'regression') if (out / m).is_dir()) \
+                or not all((out / m).is_dir() for m in ('sr3', 'regression')):
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.5)
+        os.killpg(p.pid, signal.SIGINT)                       # Ctrl-C reaches every process of the job
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, stderr
+    assert 'stopped by SIGINT' in stderr and 'interrupted' in stderr.splitlines()[-1]
+    for m in ('sr3', 'regression'):
+        steps = checkpoint_steps(out / m)
+        assert steps and 0 < steps[-1] < 3000                  # each saved where it stopped, and stopped early
+    assert not (out / 'results.json').exists() and not list(out.glob('.train-*'))   # no study from half-trained networks
