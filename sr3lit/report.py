@@ -235,7 +235,7 @@ def training_report(results: dict) -> str:
              f"Command: `{results.get('command', 'sr3lit reproduce ' + results['preset'])}`  ",
              f"sr3lit {results['sr3lit_version']}, torch {results['torch_version']}, {results['device']} "
              f"({results['torch_threads']} threads). Time: {_minutes(results.get('compute_seconds'))} of training and sampling "
-             f"(as recorded by each stage), {_minutes(results.get('total_seconds'))} for this invocation (less when "
+             f"(the stages' own times added up: on a CPU the two trainings overlap), {_minutes(results.get('total_seconds'))} for this invocation (less when "
              f"stages were done before).", '',
              f"Data: `{d['dataset']}`, {d['lr_size']}→{d['hr_size']}; {d['n_test']} test images of {d['n_available']}. "
              f"Noise schedule: {ns['kind']} β from {ns['beta_1']:g} to {ns['beta_T']:g}, T = {T}.  ",
