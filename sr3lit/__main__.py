@@ -3,5 +3,5 @@ import sys
 
 from sr3lit.cli import main
 
-if __name__ == '__main__':          # not when a spawned process (chapter 16's second training run) imports it
+if __name__ == '__main__':          # not when imported (multiprocessing's spawn, for one, imports the main module)
     sys.exit(main())

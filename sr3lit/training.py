@@ -614,7 +614,7 @@ def _fit(model, objective, train_data, cfg, run_dir, val_data, predict, ctx, thr
     try:
         with stop:
             for _, batch in zip(range(s.step, cfg.max_steps), batches):
-                if threads is not None and threads(s.step) != torch.get_num_threads(): torch.set_num_threads(threads(s.step))
+                if threads is not None and (n := threads(s.step)) != torch.get_num_threads(): torch.set_num_threads(n)
                 loss, grad_norm, lr, stop_requested = optimisation_step(s, objective, batch, cfg, ctx, stop, run_dir)
                 done = s.step
                 if log is not None: log.step(done, loss, grad_norm, lr, s.elapsed())
