@@ -46,9 +46,10 @@ __all__ = ['REPORT_NUMBERS', 'EXPERIMENT_PRESETS', 'NOISE_LEVEL_STEPS', 'DEFAULT
            'get_experiment_preset', 'chain_start', 'Progress', 'cached_stage', 'write_images', 'read_images',
            'pick_indices', 'prepare_test_set', 'train_configs', 'train_stage', 'core_split', 'train_both',
            'initial_noise', 'sr3_outputs', 'regression_outputs', 'image_stage', 'mean_colour_error', 'unrounded_psnr',
-           'error_by_noise_level', 'colour_error_by_noise_level', 'flat_colour_error', 'along_chain', 'sr3_stages',
-           'steps_columns', 'stage_summary', 'colour_detail', 'reproduce_training', 'colour_statistics',
-           'hue_difference', 'default_face', 'paint_mark', 'mark_footprint', 'reproduce_pretrained']
+           'error_by_noise_level', 'colour_error_by_noise_level', 'flat_colour_error', 'photograph_of', 'by_photograph',
+           'along_chain', 'sr3_stages', 'steps_columns', 'stage_summary', 'colour_detail', 'reproduce_training',
+           'colour_statistics', 'hue_difference', 'default_face', 'paint_mark', 'mark_footprint',
+           'reproduce_pretrained']
 
 # %% ../nbs/16_experiments.ipynb #f4d3729c
 @dataclass(frozen=True)
@@ -483,6 +484,35 @@ def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50
     return {'mean': float(error.mean()), 'worst': float(error.max()), 'bicubic': float(grey_error(x_up).mean()),
             'per_colour': [round(float(e), 3) for e in error]}
 
+# %% ../nbs/16_experiments.ipynb #c7a1e2f6
+def photograph_of(name: str) -> str:
+    "The photograph a test image was cut from: `<photograph>` of an embedded patch `<photograph>_y<row>_x<col>`, else the name."
+    head, sep, tail = name.rpartition('_y')
+    row, sep_x, col = tail.partition('_x')
+    return head if sep and sep_x and row.isdigit() and col.isdigit() else name
+
+def by_photograph(per_image: Mapping[str, Sequence[dict]], tags: Mapping[str, str], reference_hf_energy: Mapping[str, float],
+                  max_photographs: int = 8) -> list[dict] | None:
+    """Table 1 per photograph: for each method of `tags` ({method: stage tag}) the mean PSNR and SSIM of its rows in
+    `per_image[tag]` and its high-frequency ratio (its energy over the references', `reference_hf_energy` by image
+    name), and 'sr3' minus 'regression' paired (mean, standard error). None unless the images come from 2 to
+    `max_photographs` photographs with at least 2 images each."""
+    names = [r['name'] for r in per_image[tags['regression']]]
+    groups: dict[str, list[str]] = {}
+    for n in names: groups.setdefault(photograph_of(n), []).append(n)
+    if not 2 <= len(groups) <= max_photographs or min(len(g) for g in groups.values()) < 2: return None
+    rows = {m: {r['name']: r for r in per_image[tag]} for m, tag in tags.items()}
+    table = []
+    for photo, members in groups.items():
+        ref = sum(reference_hf_energy[n] for n in members)
+        methods = {m: {'psnr': float(np.mean([rows[m][n]['psnr'] for n in members])),
+                       'ssim': float(np.mean([rows[m][n]['ssim'] for n in members])),
+                       'hf_ratio': float(sum(rows[m][n]['hf_energy'] for n in members) / max(ref, 1e-30))} for m in tags}
+        d = np.array([rows['sr3'][n]['psnr'] - rows['regression'][n]['psnr'] for n in members])
+        table.append({'photograph': photo, 'n': len(members), 'methods': methods,
+                      'sr3_minus_regression': {'mean': float(d.mean()), 'se': float(d.std(ddof=1) / math.sqrt(len(d)))}})
+    return table
+
 # %% ../nbs/16_experiments.ipynb #0893f3c3
 def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
     "(sampler, schedule, steps) of every SR3 stage; a chain of T steps is the training schedule whatever the method."
@@ -600,6 +630,9 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
     all_counts = sorted({int(n) for by in steps.values() for n in by} | set(report_steps), reverse=True)
     cfg = configs['sr3']
     method = lambda tag: {**stage_summary(stages[tag]), 'hf_ratio_colour': colour_detail(out_dir, tag, test)}   # a row of Table 1
+    scale = cfg.hr_size // cfg.lr_size
+    reference_energy = dict(zip(test['names'], high_frequency_energy(test['HR'], scale).tolist()))
+    per_image = {tag: s['images'] for tag, s in stages.items()}
     return {
         'preset': preset.name, 'settings': _normalize(dataclasses.asdict(preset)),
         'sr3lit_version': __version__, 'torch_version': torch.__version__, 'device': str(next(sr3.model.parameters()).device),
@@ -621,7 +654,9 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         'along_chain': stages[full_tag].get('along_chain'),
         'stage_seconds': {tag: s['seconds'] for tag, s in stages.items()},
         'stages_cached': {tag: s['cached'] for tag, s in stages.items()},
-        'per_image': {tag: s['images'] for tag, s in stages.items()},
+        'by_photograph': by_photograph(per_image, {'bicubic': 'bicubic', 'regression': 'regression', 'sr3': full_tag,
+                                                   'sr3_mean': 'sr3-mean'}, reference_energy),
+        'per_image': per_image,
     }
 
 

@@ -19,8 +19,9 @@ from .images import image_table, save_figure
 from .training import plot_curves
 
 # %% auto #0
-__all__ = ['STEP_COLUMNS', 'method_table', 'StepColumn', 'steps_table', 'findings', 'measure_checks', 'trajectory_figure',
-           'steps_figure', 'steps_plot', 'training_figures', 'training_report', 'pretrained_report', 'reproduce']
+__all__ = ['STEP_COLUMNS', 'method_table', 'photograph_table', 'StepColumn', 'steps_table', 'findings', 'measure_checks',
+           'trajectory_figure', 'steps_figure', 'steps_plot', 'training_figures', 'training_report',
+           'pretrained_report', 'reproduce']
 
 # %% ../nbs/17_report.ipynb #8b8ed991
 def _steps_label(n: int, T: int) -> str: return f'{n} (= training)' if n == T else str(n)
@@ -45,6 +46,17 @@ def method_table(results: dict) -> str:
         if by_colour: row.insert(4, ' / '.join(f'{v:.2f}' for v in m['hf_ratio_colour'].values()) if 'hf_ratio_colour' in m else '')
         if report: row += [_as_reported(report.get(name, {}).get('psnr')), _as_reported(report.get(name, {}).get('ssim'))]
         rows.append(row)
+    return markdown_table(header, rows)
+
+def photograph_table(results: dict) -> str:
+    "Table 1 per test photograph (`results['by_photograph']`, chapter 16): PSNR and high-frequency ratio of each method, SR3 minus regression."
+    methods = [m for m in ('bicubic', 'regression', 'sr3', 'sr3_mean') if m in results['by_photograph'][0]['methods']]
+    labels = {'bicubic': 'bicubic', 'regression': 'regression', 'sr3': 'SR3', 'sr3_mean': 'mean of SR3'}
+    together = ' / '.join(labels[m] for m in methods)
+    header = ['photograph', 'images', f'PSNR (dB): {together}', f'high-frequency ratio: {together}', 'SR3 − regression (dB)']
+    rows = [[r['photograph'], r['n'], ' / '.join(f"{r['methods'][m]['psnr']:.2f}" for m in methods),
+             ' / '.join(f"{r['methods'][m]['hf_ratio']:.2f}" for m in methods),
+             f"{r['sr3_minus_regression']['mean']:+.2f} ± {r['sr3_minus_regression']['se']:.2f}"] for r in results['by_photograph']]
     return markdown_table(header, rows)
 
 class StepColumn(NamedTuple):
@@ -248,6 +260,9 @@ def training_report(results: dict) -> str:
         lines += ["High-frequency ratio: the energy of the outputs' spectrum above the input's Nyquist frequency, relative to "
                   "the references'; by colour, the same along luminance and the red-green and yellow-blue axes (chapter 08). "
                   "Detail in the references' amount but the wrong colours shows as a colour ratio far above the luminance one.", '']
+    if results.get('by_photograph'):
+        lines += ["By test photograph (the same images, grouped by the photograph they were cut from; SR3 − regression "
+                  "paired over that photograph's images):", '', photograph_table(results), '']
     if results.get('report'): lines += [f"The report's columns: {results['report']['source']}.", '']
     lines += ["## Table 2. SR3 against the number of sampling steps", '', steps_table(results), '',
               "Re-discretised: the same β range cut into n steps (the report's method). Respaced: n of the trained "
