@@ -84,8 +84,8 @@ def main(argv=None) -> int:
     test = {'chain': read(args.study / 'samples' / full), 'regression': read(args.study / 'samples' / 'regression'),
             'bicubic': read(args.study / 'test' / 'bicubic')}
     hr = read(args.study / 'test' / 'hr')
-    photos = sorted({n.rsplit('_y', 1)[0] for n in names})
-    by_photo = [(p, torch.tensor([i for i, n in enumerate(names) if n.rsplit('_y', 1)[0] == p])) for p in photos]
+    photos = [experiments.photograph_of(n) for n in names]
+    by_photo = [(p, torch.tensor([i for i, q in enumerate(photos) if q == p])) for p in sorted(set(photos))]
     out = {'test_by_photograph': by_group(hr, test, scale, by_photo),
            'test_by_input_detail': by_group(hr, test, scale, quarters(input_detail(test['bicubic'])))}
     show(f'test patches by photograph (the saved {full} samples)', out['test_by_photograph'])

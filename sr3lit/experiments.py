@@ -31,7 +31,7 @@ from . import training
 from . import inference
 from .config import parse_settings
 from .data import DataError
-from .evaluate import evaluate_folders, json_number, write_json
+from .evaluate import evaluate_folders, json_number, paired_difference, write_json
 from .images import image_table, save_figure
 from .forward import q_sample
 from .metrics import consistency, high_frequency_energy, high_frequency_ratio, high_frequency_ratio_by_colour, psnr, sample_diversity, ssim, to_pixels
@@ -508,9 +508,8 @@ def by_photograph(per_image: Mapping[str, Sequence[dict]], tags: Mapping[str, st
         methods = {m: {'psnr': float(np.mean([rows[m][n]['psnr'] for n in members])),
                        'ssim': float(np.mean([rows[m][n]['ssim'] for n in members])),
                        'hf_ratio': float(sum(rows[m][n]['hf_energy'] for n in members) / max(ref, 1e-30))} for m in tags}
-        d = np.array([rows['sr3'][n]['psnr'] - rows['regression'][n]['psnr'] for n in members])
-        table.append({'photograph': photo, 'n': len(members), 'methods': methods,
-                      'sr3_minus_regression': {'mean': float(d.mean()), 'se': float(d.std(ddof=1) / math.sqrt(len(d)))}})
+        mean, se = paired_difference([rows['sr3'][n] for n in members], [rows['regression'][n] for n in members])
+        table.append({'photograph': photo, 'n': len(members), 'methods': methods, 'sr3_minus_regression': {'mean': mean, 'se': se}})
     return table
 
 # %% ../nbs/16_experiments.ipynb #0893f3c3
