@@ -115,6 +115,7 @@ class TrainConfig:
     rotate: bool = True               # ... turned by multiples of 90 degrees
     permute_channels: bool = True     # ... with their colour channels in a random order
     flat_fraction: float = 0.05       # ... and this fraction of flat patches of a random colour
+    grey_fraction: float = 0.5        # ... and this fraction of the crops turned grey (their luminance): no coloured speckle on grey textures
     num_workers: int = 1              # DataLoader processes; 0 loads in the training process. One worker prepares the next
                                       # batch while the network trains on this one: 15-20% faster on 2 CPU cores in NCHW, ~1% in NHWC (chapter 13)
     # --- network (sr3lit.unet.UNet): chapter 05's 'tiny' preset, field by field
@@ -183,6 +184,7 @@ class TrainConfig:
             (self.loss_p in (1, 2), f"loss_p must be 1 or 2, got {self.loss_p}"),
             (self.residual_scale > 0, f"residual_scale must be positive, got {self.residual_scale}"),
             (0 <= self.flat_fraction <= 1, f"flat_fraction must lie in [0, 1], got {self.flat_fraction}"),
+            (0 <= self.grey_fraction <= 1, f"grey_fraction must lie in [0, 1], got {self.grey_fraction}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
@@ -271,7 +273,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     'residual_scale': 4.0,        # unused when residual is False
     'lr_schedule': 'constant',    # before: constant after the warm-up
     'random_crops': False,        # before: fixed non-overlapping patches of the embedded photographs
-    'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0,
+    'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0, 'grey_fraction': 0.0,
     'loss_weighting': 'sr3',      # before: Algorithm 1's plain noise error
     'lognormal_fraction': 0.0,    # before: every noise level drawn as Algorithm 1 draws it
     'lognormal_mean': -1.2, 'lognormal_std': 1.2,   # unused when lognormal_fraction is 0

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .images import embedded_photo
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'EMBEDDED_SPLITS', 'DataError', 'check_scale', 'to_rgb8', 'one_line', 'load_rgb',
+__all__ = ['IMAGE_EXTENSIONS', 'EMBEDDED_SPLITS', 'LUMA_WEIGHTS', 'DataError', 'check_scale', 'to_rgb8', 'one_line', 'load_rgb',
            'resize_center_crop', 'make_lr_hr', 'upsample', 'downsample', 'to_tensor', 'to_pil', 'list_images',
            'ImageFolderSR', 'PreparedSR', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset', 'RandomCrops',
            'check_output_folder', 'remove_stale_partials', 'atomic_directory', 'write_json', 'unique_names',
@@ -324,16 +324,21 @@ def embedded_dataset(split: str = 'train', hr_size: int = 32, lr_size: int = 8, 
     return EmbeddedSR(embedded_patches(split, hr_size, photo_size, stride), lr_size, split, flip)
 
 # %% ../nbs/06_data.ipynb #a27792e5
+LUMA_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])      # ITU-R BT.601 luminance of R, G, B (PIL's convert('L'))
+
 class RandomCrops(Dataset):
     "Training examples drawn afresh per fetch: random crops of photographs at several scales, with the square's symmetries."
     def __init__(self, photos: Sequence[Image.Image], hr_size: int, lr_size: int, base: int | None = None,
                  scales: Sequence[float] = (0.75, 1.0, 1.25, 1.5), rotate: bool = True, flip: bool = True,
-                 permute_channels: bool = False, flat_fraction: float = 0.0, length: int = 4096):
+                 permute_channels: bool = False, flat_fraction: float = 0.0, grey_fraction: float = 0.0,
+                 length: int = 4096):
         check_scale(lr_size, hr_size)
         if not photos: raise DataError("RandomCrops needs at least one photograph")
-        if not 0 <= flat_fraction <= 1: raise DataError(f"flat_fraction must lie in [0, 1], got {flat_fraction}")
+        for name, f in (('flat_fraction', flat_fraction), ('grey_fraction', grey_fraction)):
+            if not 0 <= f <= 1: raise DataError(f"{name} must lie in [0, 1], got {f}")
         self.hr_size, self.lr_size, self.length = hr_size, lr_size, length
         self.rotate, self.flip, self.permute_channels, self.flat_fraction = rotate, flip, permute_channels, flat_fraction
+        self.grey_fraction = grey_fraction
         base = base or 8 * hr_size
         self.images = []                                                # (tensor (3, H, W) uint8) at every size
         for photo in photos:
@@ -359,6 +364,9 @@ class RandomCrops(Dataset):
         if self.rotate: patch = torch.rot90(patch, int(torch.randint(0, 4, ())), (1, 2))
         if self.flip and _coin(): patch = patch.flip(-1)
         if self.permute_channels: patch = patch[torch.randperm(3)]
+        if self.grey_fraction and float(torch.rand(())) < self.grey_fraction:
+            grey = (LUMA_WEIGHTS[:, None, None] * patch.float()).sum(0).round().clamp(0, 255).to(torch.uint8)
+            return grey.expand(3, h, h).clone()
         return patch.contiguous()
 
     def __getitem__(self, index: int) -> dict:

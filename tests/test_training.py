@@ -315,8 +315,9 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     one, two = weights(tmp_path / 'one'), weights(tmp_path / 'ddp')
     diffs = torch.cat([(two[n][k] - one[n][k]).abs().flatten() for n in one for k in one[n]])
     # the gradients agree to float rounding (the all-reduce sums in another order); Adam divides by sqrt(v), so for
-    # a weight whose gradient is ~0 that rounding can move its update by up to ~lr = 1e-3 a step
-    assert diffs.max() < 1e-4 and (diffs > 1e-6).float().mean() < 0.01, (diffs.max(), (diffs > 1e-6).float().mean())
+    # a weight whose gradient is ~0 that rounding can move its update by up to ~lr = 1e-3 a step (seen: 3e-4 on a few
+    # dozen weights). A batch that differed would change every gradient, and move nearly every weight.
+    assert diffs.max() < 1e-3 and (diffs > 1e-6).float().mean() < 0.01, (diffs.max(), (diffs > 1e-6).float().mean())
 
 
 # ---------------------------------------------------------------- tiling
