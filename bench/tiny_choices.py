@@ -36,7 +36,11 @@ from sr3lit.evaluate import paired_difference
 
 def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` patches spread over the training photographs: (HR, bicubic x_up), in [-1, 1]."
-    patches = sr3data.embedded_patches('train', hr_size)
+    return spread_patches(sr3data.embedded_patches('train', hr_size), n, lr_size)
+
+
+def spread_patches(patches: list, n: int, lr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "`n` of (name, HR patch) pairs, spread evenly over the list, as the test set is made: (HR, bicubic x_up), in [-1, 1]."
     ds = sr3data.EmbeddedSR([patches[i] for i in experiments.pick_indices(len(patches), n, 'spread')], lr_size, split='test')
     items = [ds[i] for i in range(len(ds))]
     return torch.stack([it['HR'] for it in items]), torch.stack([it['x_up'] for it in items])

@@ -25,7 +25,7 @@ import torch
 
 from sr3lit import data as sr3data
 from sr3lit import experiments, images, metrics, training
-from tiny_choices import paired, training_patches          # bench/ is on the path when this script runs
+from tiny_choices import paired, spread_patches            # bench/ is on the path when this script runs
 
 
 @contextmanager
@@ -39,7 +39,7 @@ def training_split(photos: tuple[str, ...]):
 
 def holdout_patches(name: str, n: int, lr_size: int, hr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` patches spread over the photograph `name`, cut as the test set is cut: (HR, bicubic x_up) in [-1, 1]."
-    with training_split((name,)): return training_patches(n, lr_size, hr_size)
+    return spread_patches(sr3data.photo_patches(name, images.embedded_photo(name), hr_size), n, lr_size)
 
 
 def main(argv=None) -> int:

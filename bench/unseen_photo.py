@@ -21,13 +21,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from sr3lit import experiments, images, inference, metrics
-from tiny_choices import paired                    # bench/ is on the path when this script runs
-from tiny_holdout import holdout_patches
+from sr3lit import data as sr3data
+from sr3lit import experiments, inference, metrics
+from tiny_choices import paired, spread_patches     # bench/ is on the path when this script runs
 
 
 def main(argv=None) -> int:
@@ -38,17 +37,16 @@ def main(argv=None) -> int:
     parser.add_argument('--n', type=int, default=32, help='patches of the photograph (default 32)')
     args = parser.parse_args(argv)
     try:
-        with Image.open(args.photo) as im: pixels = np.asarray(im.convert('RGB'))
+        with Image.open(args.photo) as im: photo = im.convert('RGB')
     except (OSError, UnidentifiedImageError) as e: parser.error(f"cannot read {args.photo}: {e}")
     for folder in args.runs + [args.regression]:
         if not (folder / 'config.json').is_file(): parser.error(f"{folder} holds no finished run (no config.json)")
 
     torch.set_num_threads(2)
     reg = inference.load_run(args.regression)
-    name = f'file:{args.photo.stem}'
-    images.PHOTO_SOURCES[name] = lambda: pixels                 # cut like an embedded photograph, in this process only
-    try: hr, x_up = holdout_patches(name, args.n, reg.config.lr_size, reg.config.hr_size)
-    finally: images.PHOTO_SOURCES.pop(name)
+    patches = sr3data.photo_patches(args.photo.stem, photo, reg.config.hr_size)      # cut as the embedded photographs are
+    if not patches: parser.error(f"{args.photo} is smaller than one {reg.config.hr_size} px patch, or flat")
+    hr, x_up = spread_patches(patches, args.n, reg.config.lr_size)
     scale = reg.config.hr_size // reg.config.lr_size
     r = experiments.regression_outputs(reg, x_up)
     result = {'photo': str(args.photo), 'n': len(hr), 'regression': str(args.regression),

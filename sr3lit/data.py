@@ -30,9 +30,9 @@ from .images import embedded_photo
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'EMBEDDED_SPLITS', 'LUMA_WEIGHTS', 'DataError', 'check_scale', 'to_rgb8', 'one_line', 'load_rgb',
            'resize_center_crop', 'make_lr_hr', 'upsample', 'downsample', 'to_tensor', 'to_pil', 'list_images',
-           'ImageFolderSR', 'PreparedSR', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset', 'RandomCrops',
-           'check_output_folder', 'remove_stale_partials', 'atomic_directory', 'write_json', 'unique_names',
-           'write_pairs', 'make_manifest', 'prepare_folder', 'write_embedded']
+           'ImageFolderSR', 'PreparedSR', 'photo_patches', 'embedded_patches', 'EmbeddedSR', 'embedded_dataset',
+           'RandomCrops', 'check_output_folder', 'remove_stale_partials', 'atomic_directory', 'write_json',
+           'unique_names', 'write_pairs', 'make_manifest', 'prepare_folder', 'write_embedded']
 
 # %% ../nbs/06_data.ipynb #ea47e24f
 class DataError(ValueError):
@@ -275,26 +275,31 @@ EMBEDDED_SPLITS = {
     'test': ('chelsea', 'grace_hopper'),
 }
 
+def photo_patches(name: str, photo: Image.Image, hr_size: int = 32, photo_size: int | None = None,
+                  stride: int | None = None, min_std: float = 4.0) -> list[tuple[str, Image.Image]]:
+    "(name, HR patch) pairs cut from one RGB photograph: its shorter side resized to `photo_size` (default 8 x hr_size, never enlarged), windows of hr_size every `stride` px whose pixels vary."
+    stride = stride or hr_size
+    if hr_size < 1 or stride < 1: raise DataError("hr_size and stride must be positive")
+    w, h = photo.size
+    target = min(photo_size or 8 * hr_size, min(w, h))               # never enlarge a photograph
+    if target < hr_size: return []
+    if target != min(w, h):
+        photo = photo.resize((round(w * target / min(w, h)), round(h * target / min(w, h))), Image.BICUBIC)
+    W, H = photo.size
+    patches = []
+    for y in range(0, H - hr_size + 1, stride):
+        for x in range(0, W - hr_size + 1, stride):
+            patch = photo.crop((x, y, x + hr_size, y + hr_size))
+            if np.asarray(patch, dtype=np.float32).std() >= min_std:
+                patches.append((f'{name}_y{y:04d}_x{x:04d}', patch))
+    return patches
+
 def embedded_patches(split: str = 'train', hr_size: int = 32, photo_size: int | None = None,
                      stride: int | None = None, min_std: float = 4.0) -> list[tuple[str, Image.Image]]:
     "(name, HR patch) pairs cut from the embedded photographs of `split` ('train' or 'test'), deterministic."
     if split not in EMBEDDED_SPLITS: raise DataError(f"split must be 'train' or 'test', got {split!r}")
-    stride = stride or hr_size
-    if hr_size < 1 or stride < 1: raise DataError("hr_size and stride must be positive")
-    patches = []
-    for name in EMBEDDED_SPLITS[split]:
-        photo = embedded_photo(name)
-        w, h = photo.size
-        target = min(photo_size or 8 * hr_size, min(w, h))           # never enlarge a photograph
-        if target < hr_size: continue
-        if target != min(w, h):
-            photo = photo.resize((round(w * target / min(w, h)), round(h * target / min(w, h))), Image.BICUBIC)
-        W, H = photo.size
-        for y in range(0, H - hr_size + 1, stride):
-            for x in range(0, W - hr_size + 1, stride):
-                patch = photo.crop((x, y, x + hr_size, y + hr_size))
-                if np.asarray(patch, dtype=np.float32).std() >= min_std:
-                    patches.append((f'{name}_y{y:04d}_x{x:04d}', patch))
+    patches = [p for name in EMBEDDED_SPLITS[split]
+               for p in photo_patches(name, embedded_photo(name), hr_size, photo_size, stride, min_std)]
     if not patches: raise DataError(f"no {hr_size} px patches in the embedded {split} photographs (photo_size too small?)")
     return patches
 
