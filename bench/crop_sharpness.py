@@ -1,9 +1,11 @@
 """Are the test photographs softer than the training crops of the tiny study?
 
-For 32 px patches, the detail a patch has beyond its input, as a multiple of the detail its input shows: log10 of the mean squared residual y0 - x_up over the mean squared
-difference of neighbouring pixels of x_up (texture_by_detail's `input_detail`). Printed for random crops of the
-training photographs cut at each side the `tiny` study crops at (192, 256 and 384 px, and the photograph as it ships),
-for the test photographs cut as the study cuts them, and for any image file given (e.g. the quokka of chapter 17).
+For 32 px patches, the detail a patch has beyond its input, as a multiple of the detail its input shows: log10 of the
+mean squared residual y0 - x_up over the mean squared difference of neighbouring pixels of x_up (texture_by_detail's
+`input_detail`). Every photograph is cut as the study cuts its test photographs (chapter 06's `photo_patches`: windows
+of 32 px at a stride of 32 whose pixels vary): the training photographs at each side the `tiny` study crops them at
+(192, 256 and 384 px, and as they ship), the test photographs as the study cuts them, and any image file given (e.g.
+the quokka of chapter 17).
 
     python bench/crop_sharpness.py                                   # the statistic only (seconds)
     python bench/crop_sharpness.py --photo quokka.jpg
@@ -25,29 +27,18 @@ from PIL import Image, UnidentifiedImageError
 
 from sr3lit import data as sr3data
 from texture_by_detail import input_detail      # bench/ is on the path when this script runs
+from tiny_choices import spread_patches
 
 SIDES = (192, 256, 384, None)                   # RandomCrops' scales x 8 x hr_size for the tiny study; None: as shipped
+AS_SHIPPED = 10**9                              # a photo_size no photograph reaches: photo_patches never enlarges
 
 
-def softness(patches: list[Image.Image], lr_size: int = 8) -> torch.Tensor:
-    "(N,) log10(mean squared (y0 - x_up) / input detail) of RGB patches, for the patches whose input is not flat."
-    pairs = [sr3data.make_lr_hr(p, lr_size, p.size[0]) for p in patches]
-    hr = torch.stack([sr3data.to_tensor(h) for _, h, _ in pairs])
-    x_up = torch.stack([sr3data.to_tensor(s) for _, _, s in pairs])
+def softness(patches: list[tuple[str, Image.Image]], lr_size: int = 8) -> torch.Tensor:
+    "(N,) log10(mean squared (y0 - x_up) / input detail) of (name, RGB patch) pairs, for the patches whose input is not flat."
+    hr, x_up = spread_patches(patches, len(patches), lr_size)
     residual, detail = (hr - x_up).pow(2).mean(dim=(1, 2, 3)), input_detail(x_up)
     keep = detail > 1e-5
     return (residual[keep] / detail[keep]).log10()
-
-
-def random_crops(photo: Image.Image, side: int | None, n: int, hr_size: int, rng: np.random.Generator) -> list[Image.Image]:
-    "`n` random hr_size crops of `photo` with its shorter side resized to `side` (never enlarged), those whose pixels vary."
-    w, h = photo.size
-    side = min(side or min(w, h), min(w, h))
-    im = photo if side == min(w, h) else photo.resize((round(w * side / min(w, h)), round(h * side / min(w, h))), Image.BICUBIC)
-    W, H = im.size
-    crops = (im.crop((x, y, x + hr_size, y + hr_size))
-             for x, y in zip(rng.integers(0, W - hr_size + 1, n), rng.integers(0, H - hr_size + 1, n)))
-    return [c for c in crops if np.asarray(c, dtype=np.float32).std() >= 4.0]
 
 
 def describe(values: torch.Tensor) -> str:
@@ -72,7 +63,6 @@ def soften(fraction: float, max_factor: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--photo', type=Path, nargs='*', default=[], help='image files to measure as the test photographs are cut')
-    parser.add_argument('--n', type=int, default=200, help='random crops per training photograph and side (default 200)')
     parser.add_argument('--train-soft', type=float, metavar='F', help='train and score with this fraction of softened crops; '
                         'the remaining arguments go to bench/tiny_choices.py')
     parser.add_argument('--soft-max', type=float, default=2.0, help='the largest enlargement of a softened crop (default 2)')
@@ -89,17 +79,18 @@ def main(argv=None) -> int:
             with Image.open(path) as im: photos.append((path.stem, im.convert('RGB')))
         except (OSError, UnidentifiedImageError) as e: parser.error(f"cannot read {path}: {e}")
 
-    hr_size, rng = 32, np.random.default_rng(0)
+    hr_size = 32
     print("log10(detail beyond the input / the input's detail), 32 px patches, 8 px inputs")
     for side in SIDES:
-        crops = [c for name in sr3data.EMBEDDED_SPLITS['train']
-                 for c in random_crops(sr3data.embedded_photo(name), side, args.n, hr_size, rng)]
-        print(f"  training crops, shorter side {side or 'as shipped':>10}: {describe(softness(crops))}")
+        patches = [p for name in sr3data.EMBEDDED_SPLITS['train']
+                   for p in sr3data.photo_patches(name, sr3data.embedded_photo(name), hr_size, side or AS_SHIPPED)]
+        label = f"training photographs, shorter side {side or 'as shipped'}"
+        print(f"  {label:>44}: {describe(softness(patches))}")
     tests = [(name, sr3data.embedded_photo(name)) for name in sr3data.EMBEDDED_SPLITS['test']]
     for name, photo in tests + photos:
-        patches = [p for _, p in sr3data.photo_patches(name, photo, hr_size)]
+        patches = sr3data.photo_patches(name, photo, hr_size)
         if not patches: print(f"  {name}: no {hr_size} px patch"); continue
-        print(f"  {name + ' (as the study cuts it)':>40}: {describe(softness(patches))}")
+        print(f"  {name + ' (as the study cuts it)':>44}: {describe(softness(patches))}")
     return 0
 
 
