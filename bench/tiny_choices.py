@@ -15,8 +15,9 @@ row is compared with is trained once as the study trains it (`--regression DIR`,
 
 - the 2000-step chain's PSNR minus the regression's (paired mean +- standard error over the patches), and its
   high-frequency energy ratio (sr3lit.metrics);
-- the mean of 8 respaced 50-step samples minus the regression;
-- the flat-colour error (grey levels, mean and worst over 24 random colours; chapter 16);
+- the mean of 8 samples minus the regression, drawn as the study draws them (its `mean_sampler`, `mean_steps`;
+  before the study's mean moved to DPM-Solver++(2M) SDE at 10 steps, 50 respaced DDPM steps);
+- the flat-colour error (grey levels, mean and worst over 24 random colours; one sample as the study draws it; chapter 16);
 - the PSNR of the network's estimate of y0 from pure noise (t = T), as chapter 16's Table 3 scores it;
 - with `--compare`: this run's chain minus the other run's, paired (the chains share their noise, seed 0).
 """
@@ -32,6 +33,7 @@ import torch
 from sr3lit import data as sr3data
 from sr3lit import experiments, metrics, training
 from sr3lit.evaluate import paired_difference
+from sr3lit.sampling import SAMPLER_SCHEDULES
 
 
 def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +76,9 @@ def main(argv=None) -> int:
     names = [f'train{i}' for i in range(len(hr))]
     psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
     chain, _ = experiments.sr3_outputs(run, x_up, names, steps=min(args.chain_steps, cfg.n_timestep), schedule='respace', batch_size=32)
-    mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=50, schedule='respace', batch_size=32, n_samples=8)
+    tiny = experiments.EXPERIMENT_PRESETS['tiny']                                    # the study's mean of samples
+    mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=tiny.mean_steps, schedule=SAMPLER_SCHEDULES[tiny.mean_sampler],
+                                       sampler=tiny.mean_sampler, batch_size=32, n_samples=tiny.n_mean)
     torch.save(chain, args.out / 'choices_chain.pt')
     flat = experiments.flat_colour_error(run, 24)
     y0 = experiments.error_by_noise_level(run.model, cfg.noise_schedule(), x_up, hr, {'psnr': experiments.unrounded_psnr},

@@ -70,7 +70,9 @@ class ExperimentPreset:
     dpm_steps: tuple = (50, 20, 10, 5)  # the DPM-Solver++ samplers (chapter 09), each on its own levels: N steps, N network evaluations
     dpm_samplers: tuple = ('dpmpp2m', 'dpmpp2m_sde')   # the ODE solver (Karras' levels) and the SDE solver (chapter 09's Karras window)
     n_mean: int = 8                     # SR3 samples averaged per image for the 'sr3_mean' row (chapter 08: 0.51 dB from the mean at 8)
-    mean_steps: int = 50                # respaced steps of each of those samples
+    mean_sampler: str = 'dpmpp2m_sde'   # ... drawn with this sampler on its own levels (chapter 09): the SDE solver draws samples
+                                        # like the main row's chain (its detail, its PSNR) at 10 evaluations; respaced DDPM draws smoother ones
+    mean_steps: int = 10                # steps (network evaluations) of each of those samples, and of the SR3 sample of the flat-colour test
     n_flat: int = 50                    # flat patches of random colours for the colour test (0: none)
     batch_size: int = 16                # images per sampling batch
     seed: int = 0
@@ -97,6 +99,7 @@ class ExperimentPreset:
              f"dpm_samplers must be DPM-Solver++ samplers of chapter 09, got {self.dpm_samplers}"),
             (self.n_test >= 1 and self.batch_size >= 1 and self.n_figure >= 1, "n_test, batch_size and n_figure must be >= 1"),
             (self.n_mean >= 1 and self.mean_steps >= 1 and self.n_flat >= 0, "n_mean and mean_steps must be >= 1, n_flat >= 0"),
+            (self.mean_sampler in SAMPLER_SCHEDULES, f"mean_sampler must be one of {', '.join(SAMPLER_SCHEDULES)}, got {self.mean_sampler!r}"),
             (self.n_samples >= 2, f"n_samples must be >= 2 (diversity compares samples), got {self.n_samples}"),
             (len(self.mark) == 3 and all(0 <= float(v) <= 1 for v in self.mark), f"mark must be three fractions x, y, size in [0, 1], got {self.mark}"),
             (self.sr3_steps is None or self.sr3_steps >= 0, "sr3_steps must be >= 0"),
@@ -468,16 +471,18 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
     measures = {'colour': mean_colour_error}
     return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['colour']
 
-def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 50, batch_size: int = 16) -> dict:
+def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 10, batch_size: int = 16,
+                      sampler: str = 'dpmpp2m_sde') -> dict:
     """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between
-    its 8-bit output and the colour, per colour (SR3: one sample of `steps` respaced steps), and the mean and worst."""
+    its 8-bit output and the colour, per colour (SR3: one sample of `steps` steps of `sampler` on its own levels), and the mean and worst."""
     cfg = run.config
     g = torch.Generator().manual_seed(training.derive_seed(seed, 'flat'))
     colours = torch.randint(0, 256, (n, 3), generator=g)
     hr = (colours.double() / 127.5 - 1).float()[:, :, None, None].expand(n, 3, cfg.hr_size, cfg.hr_size).contiguous()
     x_up = sr3data.upsample(sr3data.downsample(hr, cfg.lr_size, pil_exact=True), cfg.hr_size, pil_exact=True)
     if cfg.method == 'sr3':
-        out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, seed=seed, batch_size=batch_size)
+        out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, schedule=SAMPLER_SCHEDULES[sampler],
+                             sampler=sampler, seed=seed, batch_size=batch_size)
     else: out = regression_outputs(run, x_up, batch_size)
     grey_error = lambda images: ((images.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean(dim=(1, 2, 3))
     error = grey_error(out)                               # per colour, over pixels and channels of the 8-bit output
@@ -567,11 +572,13 @@ def sr3_stages(sr3: inference.Run, plan, preset: ExperimentPreset, test: dict, o
         key = {'method': 'sr3', 'step': sr3.step, 'sampler': sampler, 'schedule': schedule, 'steps': n, 'seed': seed,
                'batch_size': bs, 'trajectory_every': every, 'keep': keep if every else 0, 'along': bool(every)}
         stages[tag] = image_stage(out_dir, tag, key, produce, test, preset, log)
-    K, n = preset.n_mean, preset.mean_steps
-    produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, seed=seed, batch_size=max(1, bs // K),
-                                   n_samples=K, progress=progress)[0], None)
+    K, n, mean_sampler = preset.n_mean, preset.mean_steps, preset.mean_sampler
+    produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule=SAMPLER_SCHEDULES[mean_sampler],
+                                   sampler=mean_sampler, seed=seed, batch_size=max(1, bs // K), n_samples=K,
+                                   progress=progress)[0], None)
     stages['sr3-mean'] = image_stage(out_dir, 'sr3-mean', {'method': 'sr3', 'step': sr3.step, 'n_samples': K, 'steps': n,
-                                                           'seed': seed, 'batch_size': bs}, produce, test, preset, log)
+                                                           'sampler': mean_sampler, 'seed': seed, 'batch_size': bs},
+                                     produce, test, preset, log)
     return stages
 
 def steps_columns(plan, stages: dict, preset: ExperimentPreset) -> tuple[dict, dict]:
@@ -614,11 +621,11 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         keyed = lambda values: {str(t): v for t, v in values.items()}            # JSON keys
         return {'by_noise_level': keyed(by_t['colour']), 'psnr_by_noise_level': keyed(by_t['psnr']),
                 'bicubic': float(mean_colour_error(test['x_up'], test['HR']).mean()),
-                'flat': {k: flat_colour_error(r, preset.n_flat, seed, preset.mean_steps, bs)
+                'flat': {k: flat_colour_error(r, preset.n_flat, seed, preset.mean_steps, bs, preset.mean_sampler)
                          for k, r in runs.items()} if preset.n_flat else {}}
     colour = cached_stage(out_dir / 'stages' / 'colour.json',
                           {'steps': {k: r.step for k, r in runs.items()}, 'names': test['names'], 'seed': seed,
-                           'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps,
+                           'n_flat': preset.n_flat, 'mean_steps': preset.mean_steps, 'mean_sampler': preset.mean_sampler,
                            'measures': ['colour', 'psnr unrounded']},
                           colour_measures, log, "colour: SR3 by noise level, both models on flat patches")
 
@@ -642,7 +649,8 @@ def reproduce_training(preset: ExperimentPreset, out_dir, *, data_dir=None, devi
         'training': train_summary,
         'methods': {'bicubic': method('bicubic'), 'regression': method('regression'),
                     'sr3': {**method(full_tag), 'steps': full_n, 'T': T, 'sampler': 'ddpm'},
-                    'sr3_mean': {**method('sr3-mean'), 'n_samples': preset.n_mean, 'steps': preset.mean_steps}},
+                    'sr3_mean': {**method('sr3-mean'), 'n_samples': preset.n_mean, 'steps': preset.mean_steps,
+                                 'sampler': preset.mean_sampler}},
         'steps': steps, 'tags': {**tags, 'sr3_mean': 'sr3-mean'}, 'full_tag': full_tag,
         'chain_start': {str(n): {k: chain_start(train_schedule, n, k) for k in ('rediscretize', 'respace')} for n in all_counts if n <= T},
         'report': REPORT_NUMBERS.get(preset.report) if preset.report else None,

@@ -40,7 +40,10 @@ def method_table(results: dict) -> str:
         m = results['methods'].get(name)
         if m is None: continue
         if name == 'sr3': label += f" ({m['steps']} steps, {m['sampler'].upper()}{', respaced' if m['steps'] < m['T'] else ''})"
-        if name == 'sr3_mean': label += f" ({m['n_samples']} samples of {m['steps']} respaced steps)"
+        if name == 'sr3_mean':                         # results written before the mean had its own sampler: respaced DDPM
+            sampler = m.get('sampler', 'ddpm')
+            how = f"{m['steps']} respaced steps" if sampler == 'ddpm' else f"{STEP_COLUMNS[sampler].short}, {m['steps']} steps"
+            label += f" ({m['n_samples']} samples of {how})"
         row = [label, format_metric(m.get('psnr'), 'psnr'), format_metric(m.get('ssim'), 'ssim'),
                '' if m.get('hf_ratio') is None else f"{m['hf_ratio']:.2f}", format_metric(m.get('consistency'), 'consistency')]
         if by_colour: row.insert(4, ' / '.join(f'{v:.2f}' for v in m['hf_ratio_colour'].values()) if 'hf_ratio_colour' in m else '')

@@ -163,6 +163,20 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     assert '| steps | re-discretised PSNR | SSIM | respaced PSNR | SSIM | DDIM, respaced PSNR | SSIM | DPM-Solver++(2M), Karras PSNR | SSIM |' in report
     assert '\n| 20 |' in report and '\n| 5 |' in report
     assert set(results['methods']) == {'bicubic', 'regression', 'sr3', 'sr3_mean'}
+    # the mean of samples is drawn with the preset's own sampler (the SDE solver of chapter 09), and the table says so
+    mean_row = results['methods']['sr3_mean']
+    assert (mean_row['sampler'], mean_row['steps'], mean_row['n_samples']) == ('dpmpp2m_sde', 10, 8)
+    assert '| Mean of SR3 samples (8 samples of DPM-Solver++(2M) SDE, 10 steps) |' in report
+    from sr3lit import experiments
+    from sr3lit.inference import load_run
+    preset, sr3 = EXPERIMENT_PRESETS['micro'], load_run(out / 'sr3')
+    test = experiments.prepare_test_set(preset, sr3.config, out, experiments.Progress(quiet=True))
+    saved = np.stack([np.asarray(Image.open(out / 'samples' / 'sr3-mean' / f'{n}.png')) for n in test['names']])
+    mean_of = lambda sampler, schedule: experiments.sr3_outputs(sr3, test['x_up'], test['names'], steps=10, schedule=schedule,
+        sampler=sampler, seed=0, batch_size=max(1, preset.batch_size // 8), n_samples=8)[0]
+    pixels = lambda images: np.stack([np.asarray(data.to_pil(im)) for im in images])        # as the stage saves them
+    assert np.array_equal(pixels(mean_of('dpmpp2m_sde', 'karras_window')), saved)
+    assert not np.array_equal(pixels(mean_of('ddpm', 'respace')), saved)
     assert set(results['flat_colour']) == {'regression', 'sr3'} and all(v['mean'] >= 0 for v in results['flat_colour'].values())
     assert set(results['steps']) == {'rediscretize', 'respace', 'ddim', 'dpmpp2m', 'dpmpp2m_sde'}
     assert set(results['steps']['rediscretize']) == set(results['steps']['respace']) == {'20', '5'}
@@ -269,6 +283,7 @@ def test_reproduce_bad_input_is_one_line(tmp_path):
     _one_line_error(['reproduce', 'faces-pretrained', '--out', tmp_path / 'o', '--checkpoint', tmp_path / 'none.pth'], 'does not exist')
     _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--set', 'speed=2'], "unknown experiment setting 'speed'")
     _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--steps', '0,5'], 'step counts must be positive')
+    _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--set', 'mean_sampler=euler'], 'mean_sampler must be one of', 'euler')
     _one_line_error(['reproduce', 'micro', '--out', tmp_path / 'o', '--quiet', '--steps', '5000'], '5000 sampling steps', 'T=2000')
     _one_line_error(['reproduce', 'tiny', '--out', tmp_path / 'o', '--checkpoint', 'x.pth'], 'faces-pretrained')
     _one_line_error(['reproduce', 'faces-pretrained', '--out', tmp_path / 'o', '--checkpoint', 'x.pth', '--mark', '2,3'], 'fractions')
