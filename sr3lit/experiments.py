@@ -471,8 +471,8 @@ def colour_error_by_noise_level(model, schedule: NoiseSchedule, x_up: Tensor, hr
     measures = {'colour': mean_colour_error}
     return error_by_noise_level(model, schedule, x_up, hr, measures, timesteps, seed, batch_size, target)['colour']
 
-def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = 10, batch_size: int = 16,
-                      sampler: str = 'dpmpp2m_sde') -> dict:
+def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = ExperimentPreset.mean_steps, batch_size: int = 16,
+                      sampler: str = ExperimentPreset.mean_sampler) -> dict:
     """How far a trained run moves flat patches of `n` random colours: the mean absolute difference in grey levels between
     its 8-bit output and the colour, per colour (SR3: one sample of `steps` steps of `sampler` on its own levels), and the mean and worst."""
     cfg = run.config
