@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from sr3lit import data as sr3data
 from texture_by_detail import input_detail      # bench/ is on the path when this script runs
-from tiny_choices import spread_patches
+import tiny_choices
 
 SIDES = (192, 256, 384, None)                   # RandomCrops' scales x 8 x hr_size for the tiny study; None: as shipped
 AS_SHIPPED = 10**9                              # a photo_size no photograph reaches: photo_patches never enlarges
@@ -35,7 +35,7 @@ AS_SHIPPED = 10**9                              # a photo_size no photograph rea
 
 def softness(patches: list[tuple[str, Image.Image]], lr_size: int = 8) -> torch.Tensor:
     "(N,) log10(mean squared (y0 - x_up) / input detail) of (name, RGB patch) pairs, for the patches whose input is not flat."
-    hr, x_up = spread_patches(patches, len(patches), lr_size)
+    hr, x_up = tiny_choices.spread_patches(patches, len(patches), lr_size)
     residual, detail = (hr - x_up).pow(2).mean(dim=(1, 2, 3)), input_detail(x_up)
     keep = detail > 1e-5
     return (residual[keep] / detail[keep]).log10()
@@ -70,14 +70,12 @@ def main(argv=None) -> int:
     if args.train_soft is not None:
         if not 0 <= args.train_soft <= 1 or args.soft_max < 1: parser.error("need 0 <= --train-soft <= 1 and --soft-max >= 1")
         soften(args.train_soft, args.soft_max)
-        import tiny_choices
         return tiny_choices.main(rest)
     if rest: parser.error(f"unrecognised arguments: {' '.join(rest)}")
     photos = []
     for path in args.photo:
-        try:
-            with Image.open(path) as im: photos.append((path.stem, im.convert('RGB')))
-        except (OSError, UnidentifiedImageError) as e: parser.error(f"cannot read {path}: {e}")
+        try: photos.append((path.stem, sr3data.load_rgb(path)))
+        except sr3data.DataError as e: parser.error(str(e))
 
     hr_size = 32
     print("log10(detail beyond the input / the input's detail), 32 px patches, 8 px inputs")

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from sr3lit import data as sr3data
 from sr3lit import experiments, inference, metrics
@@ -36,9 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument('--regression', type=Path, default=Path('runs/tiny/regression'), help='the regression run (default runs/tiny/regression)')
     parser.add_argument('--n', type=int, default=32, help='patches of the photograph (default 32)')
     args = parser.parse_args(argv)
-    try:
-        with Image.open(args.photo) as im: photo = im.convert('RGB')
-    except (OSError, UnidentifiedImageError) as e: parser.error(f"cannot read {args.photo}: {e}")
+    try: photo = sr3data.load_rgb(args.photo)
+    except sr3data.DataError as e: parser.error(str(e))
     for folder in args.runs + [args.regression]:
         if not (folder / 'config.json').is_file(): parser.error(f"{folder} holds no finished run (no config.json)")
 
