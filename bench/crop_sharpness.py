@@ -5,10 +5,10 @@ mean squared residual y0 - x_up over the mean squared difference of neighbouring
 `input_detail`). Every photograph is cut as the study cuts its test photographs (chapter 06's `photo_patches`: windows
 of 32 px at a stride of 32 whose pixels vary): the training photographs at each side the `tiny` study crops them at
 (192, 256 and 384 px, and as they ship), the test photographs as the study cuts them, and any image file given (e.g.
-the quokka of chapter 17).
+a cheetah of chapter 06).
 
     python bench/crop_sharpness.py                                   # the statistic only (seconds)
-    python bench/crop_sharpness.py --photo quokka.jpg
+    python bench/crop_sharpness.py --photo cheetah2.jpg
     python bench/crop_sharpness.py --train-soft 0.25 --out /tmp/soft25 --set seed=0 --regression /tmp/choices/regression
 
 With `--train-soft F`, trains and scores the study's SR3 as bench/tiny_choices.py does (same arguments after it), with a

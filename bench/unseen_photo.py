@@ -1,12 +1,14 @@
 """Coloured speckle on a photograph the study never saw: score SR3 runs and the study's regression on patches of an image
 file outside the shipped photographs, and say in which colours each chain puts its detail (chapter 17).
 
-    python bench/unseen_photo.py quokka.jpg                                  # runs/tiny/sr3 against runs/tiny/regression
-    python bench/unseen_photo.py quokka.jpg --runs runs/tiny/sr3 runs/tiny-g0/sr3
+    python bench/unseen_photo.py cheetah2.jpg                                # runs/tiny/sr3 against runs/tiny/regression
+    python bench/unseen_photo.py cheetah2.jpg --runs runs/tiny/sr3 runs/tiny-g0/sr3
+    python bench/unseen_photo.py bus.jpg --runs other/sr3 --regression other/regression   # another study
 
-Any photograph will do; the one measured in chapter 17 is the quokka that ships inside the wheel of the image-
-augmentation library imgaug 0.4.0 (`pip download imgaug==0.4.0 --no-deps`, then unzip `imgaug/quokka.jpg`): a grey,
-furry animal, which none of the training photographs and neither test photograph is. The photograph is cut as the
+Any photograph will do. Chapter 06 measured four from the wheels of packages sr3lit does not depend on (`pip download
+--no-deps gradio ultralytics`, then unzip `gradio/test_data/cheetah2.jpg`, `gradio/media_assets/images/cheetah.jpg`,
+`ultralytics/assets/bus.jpg` and `ultralytics/assets/zidane.jpg`); chapter 17's older tables, the quokka of imgaug
+0.4.0, which has been a training photograph since. The photograph is cut as the
 embedded photographs are (its shorter side resized to 8 x hr_size, windows of hr_size at a stride of hr_size whose
 pixels vary), `--n` windows spread over it. Per run, the 2000-step chain (noise seed 0): its PSNR minus the
 regression's (paired mean and standard error over the patches) and its high-frequency energy as a ratio to the

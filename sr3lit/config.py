@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 from .schedules import NoiseSchedule
 from .loss import NOISE_LEVEL_METHODS
 from .unet import UNET_PRESETS
+from .images import PHOTO_SOURCES
+from .data import EMBEDDED_SPLITS
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'LOSS_WEIGHTINGS', 'PRESETS', 'ADDED_SETTINGS', 'parse_value', 'split_settings', 'parse_settings',
@@ -112,6 +114,7 @@ class TrainConfig:
     hr_size: int = 32                 # high-resolution side = the U-Net's image_size
     hflip: bool = True                # random horizontal flips, as in the reference implementation
     random_crops: bool = True         # embedded data: crops drawn per step from the training photographs (chapter 06's RandomCrops)
+    train_photos: tuple = EMBEDDED_SPLITS['train']   # embedded data: the photographs (chapter 00a's names) training draws from
     rotate: bool = True               # ... turned by multiples of 90 degrees
     permute_channels: bool = True     # ... with their colour channels in a random order
     flat_fraction: float = 0.05       # ... and this fraction of flat patches of a random colour
@@ -179,12 +182,17 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ('channel_mults', 'attn_res'): setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        self.train_photos = tuple(str(v) for v in self.train_photos)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         checks = [
             (self.loss_p in (1, 2), f"loss_p must be 1 or 2, got {self.loss_p}"),
             (self.residual_scale > 0, f"residual_scale must be positive, got {self.residual_scale}"),
             (0 <= self.flat_fraction <= 1, f"flat_fraction must lie in [0, 1], got {self.flat_fraction}"),
             (0 <= self.grey_fraction <= 1, f"grey_fraction must lie in [0, 1], got {self.grey_fraction}"),
+            (len(self.train_photos) >= 1 and set(self.train_photos) <= set(PHOTO_SOURCES),
+             f"train_photos must name embedded photographs ({', '.join(PHOTO_SOURCES)}), got {', '.join(self.train_photos) or 'none'}"),
+            (not set(self.train_photos) & set(EMBEDDED_SPLITS['test']),
+             f"train_photos must leave out the test photographs {', '.join(EMBEDDED_SPLITS['test'])}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (1 <= self.lr_size <= self.hr_size, f"need 1 <= lr_size <= hr_size, got {self.lr_size} and {self.hr_size}"),
             (self.optimizer in ('adam', 'adamw'), f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}"),
@@ -274,6 +282,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     'lr_schedule': 'constant',    # before: constant after the warm-up
     'random_crops': False,        # before: fixed non-overlapping patches of the embedded photographs
     'rotate': False, 'permute_channels': False, 'flat_fraction': 0.0, 'grey_fraction': 0.0,
+    'train_photos': ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower', 'camera'),   # before: no quokka
     'loss_weighting': 'sr3',      # before: Algorithm 1's plain noise error
     'lognormal_fraction': 0.0,    # before: every noise level drawn as Algorithm 1 draws it
     'lognormal_mean': -1.2, 'lognormal_std': 1.2,   # unused when lognormal_fraction is 0

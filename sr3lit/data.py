@@ -270,8 +270,9 @@ class PreparedSR(Dataset):
 # %% ../nbs/06_data.ipynb #ca8a897b
 EMBEDDED_SPLITS = {
     # natural photographs only (a star field, a retina and a microscope slide teach textures no test photograph has),
-    # one of them grey, so that the network learns that fine detail is mostly a change of brightness (see below)
-    'train': ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower', 'camera'),
+    # one of them grey, so that the network learns that fine detail is mostly a change of brightness, and one furry
+    # animal, so that it learns how soft fur is (see below)
+    'train': ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower', 'camera', 'quokka'),
     'test': ('chelsea', 'grace_hopper'),
 }
 
@@ -295,10 +296,10 @@ def photo_patches(name: str, photo: Image.Image, hr_size: int = 32, photo_size: 
     return patches
 
 def embedded_patches(split: str = 'train', hr_size: int = 32, photo_size: int | None = None,
-                     stride: int | None = None, min_std: float = 4.0) -> list[tuple[str, Image.Image]]:
-    "(name, HR patch) pairs cut from the embedded photographs of `split` ('train' or 'test'), deterministic."
+                     stride: int | None = None, min_std: float = 4.0, photos: Sequence[str] | None = None) -> list[tuple[str, Image.Image]]:
+    "(name, HR patch) pairs cut from the embedded photographs of `split` ('train' or 'test'; or the named `photos`), deterministic."
     if split not in EMBEDDED_SPLITS: raise DataError(f"split must be 'train' or 'test', got {split!r}")
-    patches = [p for name in EMBEDDED_SPLITS[split]
+    patches = [p for name in (EMBEDDED_SPLITS[split] if photos is None else photos)
                for p in photo_patches(name, embedded_photo(name), hr_size, photo_size, stride, min_std)]
     if not patches: raise DataError(f"no {hr_size} px patches in the embedded {split} photographs (photo_size too small?)")
     return patches
@@ -323,10 +324,10 @@ class EmbeddedSR(Dataset):
     def __repr__(self): return f"EmbeddedSR({self.lr_size}->{self.hr_size}, split={self.split!r}, n={len(self)})"
 
 def embedded_dataset(split: str = 'train', hr_size: int = 32, lr_size: int = 8, photo_size: int | None = None,
-                     stride: int | None = None, flip: bool | None = None) -> EmbeddedSR:
-    "The embedded default dataset: patches of the shipped photographs of `split`, as LR/HR/SR examples."
+                     stride: int | None = None, flip: bool | None = None, photos: Sequence[str] | None = None) -> EmbeddedSR:
+    "The embedded default dataset: patches of the shipped photographs of `split` (or the named `photos`), as LR/HR/SR examples."
     check_scale(lr_size, hr_size)
-    return EmbeddedSR(embedded_patches(split, hr_size, photo_size, stride), lr_size, split, flip)
+    return EmbeddedSR(embedded_patches(split, hr_size, photo_size, stride, photos=photos), lr_size, split, flip)
 
 # %% ../nbs/06_data.ipynb #a27792e5
 LUMA_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])      # ITU-R BT.601 luminance of R, G, B (PIL's convert('L'))

@@ -41,11 +41,23 @@ def _sklearn(filename: str):
         return load_sample_image(filename)
     return load
 
+def _package_file(package: str, filename: str):
+    "A file inside an installed package's folder, found without importing the package."
+    def load():
+        import importlib.util
+        spec = importlib.util.find_spec(package)          # finds the folder; runs none of the package's code
+        path = Path(spec.submodule_search_locations[0]) / filename if spec and spec.submodule_search_locations else None
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"{filename} ships with the {package} package, which is not installed: pip install {package}")
+        with Image.open(path) as img: return np.asarray(img.convert('RGB'))
+    return load
+
 PHOTO_SOURCES = {
     'astronaut': _skimage('astronaut'), 'coffee': _skimage('coffee'), 'chelsea': _skimage('chelsea'),
     'rocket': _skimage('rocket'), 'retina': _skimage('retina'), 'hubble_deep_field': _skimage('hubble_deep_field'),
     'immunohistochemistry': _skimage('immunohistochemistry'), 'motorcycle': _stereo_motorcycle,
     'grace_hopper': _matplotlib('grace_hopper.jpg'), 'china': _sklearn('china.jpg'), 'flower': _sklearn('flower.jpg'),
+    'quokka': _package_file('imgaug', 'quokka.jpg'),    # a furry animal, in the wheel of the augmentation library imgaug
     # grey photographs (returned as RGB with three equal channels): a man with a camera on a lawn, grass, gravel
     'camera': _skimage('camera'), 'grass': _skimage('grass'), 'gravel': _skimage('gravel'),
 }
@@ -53,7 +65,7 @@ PHOTO_SOURCES = {
 _PHOTO_CACHE: dict[str, Image.Image] = {}
 
 def embedded_photo(name: str) -> Image.Image:
-    "One of the photographs shipped inside scikit-image, matplotlib or scikit-learn (`PHOTO_SOURCES`), as 8-bit RGB."
+    "One of the photographs shipped inside scikit-image, matplotlib, scikit-learn or imgaug (`PHOTO_SOURCES`), as 8-bit RGB."
     if name not in PHOTO_SOURCES:
         raise ValueError(f"unknown embedded photograph {name!r}; choose one of {', '.join(PHOTO_SOURCES)}")
     if name not in _PHOTO_CACHE:

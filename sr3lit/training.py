@@ -691,13 +691,13 @@ def _open_split(cfg: TrainConfig, name: str, split: str, flip: bool) -> Dataset 
     raise ValueError(f"no {name} data at {lr}->{hr} under {base}: {hint} --data DIR")
 
 @functools.lru_cache(maxsize=8)
-def _embedded(split: str, hr_size: int, lr_size: int, flip: bool) -> Dataset:
-    return sr3data.embedded_dataset(split, hr_size, lr_size, flip=flip)   # read-only: safe to share between runs
+def _embedded(split: str, hr_size: int, lr_size: int, flip: bool, photos: tuple | None = None) -> Dataset:
+    return sr3data.embedded_dataset(split, hr_size, lr_size, flip=flip, photos=photos)   # read-only: safe to share between runs
 
 @functools.lru_cache(maxsize=8)
 def _embedded_crops(hr_size: int, lr_size: int, flip: bool, rotate: bool, permute_channels: bool, flat_fraction: float,
-                    grey_fraction: float) -> Dataset:
-    photos = [sr3data.embedded_photo(name) for name in sr3data.EMBEDDED_SPLITS['train']]
+                    grey_fraction: float, names: tuple) -> Dataset:
+    photos = [sr3data.embedded_photo(name) for name in names]
     return sr3data.RandomCrops(photos, hr_size, lr_size, rotate=rotate, flip=flip, permute_channels=permute_channels,
                                flat_fraction=flat_fraction, grey_fraction=grey_fraction)
 
@@ -705,8 +705,8 @@ def open_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     "The training and validation datasets of a config (validation may be None)."
     if cfg.dataset == 'embedded' and not cfg.data_dir:
         train = (_embedded_crops(cfg.hr_size, cfg.lr_size, cfg.hflip, cfg.rotate, cfg.permute_channels, cfg.flat_fraction,
-                                 cfg.grey_fraction)
-                 if cfg.random_crops else _embedded('train', cfg.hr_size, cfg.lr_size, cfg.hflip))
+                                 cfg.grey_fraction, cfg.train_photos)
+                 if cfg.random_crops else _embedded('train', cfg.hr_size, cfg.lr_size, cfg.hflip, cfg.train_photos))
         return train, _embedded('test', cfg.hr_size, cfg.lr_size, False)
     train_data = _open_split(cfg, cfg.dataset, 'train', cfg.hflip)
     val_data = _open_split(cfg, cfg.val_dataset or cfg.dataset, 'test', False)

@@ -413,6 +413,31 @@ def test_data_from_a_prepared_folder_or_plain_images(tmp_path):
         open_datasets(make_config('afhq-dog-16-128', overrides=dict(data_dir=str(tmp_path / 'nothing'))))
 
 
+
+def test_train_photos_choose_what_the_embedded_training_data_is_cut_from(tmp_path):
+    from sr3lit import data, images
+    from sr3lit.checkpoint import read_run_config
+    cfg = make_config('tiny', overrides=dict(train_photos='coffee,quokka'))
+    crops, _ = open_datasets(cfg)
+    sizes = {tuple(im.shape[1:]) for im in crops.images}                  # every photograph at every scale it is cut at
+    for name in ('coffee', 'quokka'):
+        w, h = images.embedded_photo(name).size
+        for side in (192, 256, 320, 384):                                 # base 8 x 32 times 0.75, 1, 1.25, 1.5
+            assert (side, round(w * side / h)) in sizes, (name, side)
+    assert len(crops.images) == 8
+    one = make_config('tiny', overrides=dict(train_photos='coffee'))
+    photo = images.embedded_photo('coffee').resize((384, 256), Image.BICUBIC)    # 600x400 -> shorter side 256
+    assert any(torch.equal(im, torch.from_numpy(np.array(photo)).permute(2, 0, 1)) for im in open_datasets(one)[0].images)
+    fixed, _ = open_datasets(make_config('tiny', overrides=dict(train_photos='quokka', random_crops=False)))
+    assert len(fixed) > 0 and all(n.startswith('quokka_') for n in fixed.names)
+    assert make_config('tiny').train_photos == data.EMBEDDED_SPLITS['train'] and 'quokka' in make_config('tiny').train_photos
+    # a run made before the setting existed trained without the quokka, and reads so
+    values = make_config('micro').to_dict(); values.pop('train_photos')
+    (tmp_path / 'config.json').write_text(json.dumps(values))
+    assert read_run_config(tmp_path).train_photos == ('astronaut', 'coffee', 'rocket', 'motorcycle', 'china', 'flower', 'camera')
+    for bad, message in (('coffee,lena', 'must name embedded photographs'), ('chelsea', 'leave out the test photographs')):
+        with pytest.raises(ValueError, match=message): make_config('tiny', overrides=dict(train_photos=bad))
+
 # --- chapter 13: which noise levels the loss teaches (loss_weighting) --------------------------------------------
 
 def _weighting_batch(n=16, size=8):
