@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .evaluate import format_metric, markdown_table, paired_difference, write_json, write_text
 from .experiments import (REPORT_NUMBERS, ExperimentPreset, Progress, get_experiment_preset, hue_difference,
-                                read_images, reproduce_pretrained, reproduce_training)
+                                pick_indices, read_images, reproduce_pretrained, reproduce_training)
 from .images import image_table, save_figure
 from .training import plot_curves
 
@@ -214,23 +214,25 @@ def training_figures(results: dict, out_dir) -> dict[str, str]:
     "Draw the comparison, trajectory, steps and PSNR-against-steps figures of a `reproduce_training` result into `out_dir`."
     out_dir, names, T = Path(out_dir), results['data']['test_images'], results['T']
     steps, tags, full_tag = results['steps'], results['tags'], results['full_tag']
-    nf = min(results['settings']['n_figure'], len(names))
-    ref, bic = read_images(out_dir / 'test' / 'hr', names[:nf]), read_images(out_dir / 'test' / 'bicubic', names[:nf])
-    reg_imgs, sr3_imgs = read_images(out_dir / 'samples' / 'regression', names[:nf]), read_images(out_dir / 'samples' / full_tag, names[:nf])
-    lr = read_images(out_dir / 'test' / 'lr', names[:nf])
+    shown = [names[i] for i in pick_indices(len(names), results['settings']['n_figure'])]   # spread over the test set
+    nf = len(shown)
+    ref, bic = read_images(out_dir / 'test' / 'hr', shown), read_images(out_dir / 'test' / 'bicubic', shown)
+    reg_imgs, sr3_imgs = read_images(out_dir / 'samples' / 'regression', shown), read_images(out_dir / 'samples' / full_tag, shown)
+    lr = read_images(out_dir / 'test' / 'lr', shown)
     lr_big = torch.nn.functional.interpolate(lr, size=ref.shape[-2:], mode='nearest')      # the input, its pixels as squares
     figures = {'comparison': save_figure(image_table(
         [[lr_big[i], bic[i], reg_imgs[i], sr3_imgs[i], ref[i]] for i in range(nf)],
-        ['Input (LR)', 'Bicubic', 'Regression', 'SR3', 'Reference'], names[:nf],
+        ['Input (LR)', 'Bicubic', 'Regression', 'SR3', 'Reference'], [n.replace('_y', '\ny', 1) for n in shown],   # photograph, then place
         title=f"Held-out test patches ({results['preset']})"), out_dir / 'fig_comparison.png')}
     traj_file = out_dir / 'stages' / f'{full_tag}.trajectory.pt'
     if traj_file.is_file():
         figures['trajectory'] = save_figure(trajectory_figure(torch.load(traj_file, weights_only=True)), out_dir / 'fig_trajectory.png')
+    two = [names[i] for i in pick_indices(len(names), 2)]                # the first and the last test image
     by_schedule = {}
     for col, column in STEP_COLUMNS.items():
         if col in steps:
-            by_schedule[column.short] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], names[:2]) for n in steps[col]}
-    figures['steps'] = save_figure(steps_figure(by_schedule, ref[:2], T), out_dir / 'fig_steps.png')
+            by_schedule[column.short] = {int(n): read_images(out_dir / 'samples' / tags[f'{col}-{n}'], two) for n in steps[col]}
+    figures['steps'] = save_figure(steps_figure(by_schedule, read_images(out_dir / 'test' / 'hr', two), T), out_dir / 'fig_steps.png')
     figures['psnr_vs_steps'] = save_figure(steps_plot(results), out_dir / 'fig_psnr_vs_steps.png')
     for name in ('sr3', 'regression'):
         curves, log_file = out_dir / name / 'curves.png', out_dir / name / 'metrics.csv'
