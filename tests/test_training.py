@@ -438,6 +438,24 @@ def test_train_photos_choose_what_the_embedded_training_data_is_cut_from(tmp_pat
     for bad, message in (('coffee,lena', 'must name embedded photographs'), ('chelsea', 'leave out the test photographs')):
         with pytest.raises(ValueError, match=message): make_config('tiny', overrides=dict(train_photos=bad))
 
+
+def test_training_without_imgaug_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from sr3lit import images
+    from sr3lit.cli import main
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'imgaug' else find_spec(name, *a))
+    monkeypatch.setattr(images, '_PHOTO_CACHE', {})                  # the quokka as if never read
+    tr._embedded_crops.cache_clear(); tr._embedded.cache_clear()
+    try:
+        assert main(['train', '--preset', 'micro', '--out', str(tmp_path / 'run'), '--max-steps', '1', '--quiet']) == 2
+    finally: tr._embedded_crops.cache_clear(); tr._embedded.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install imgaug' in err[0], err
+    # without the quokka among its photographs, the same run needs no imgaug
+    assert main(['train', '--preset', 'micro', '--out', str(tmp_path / 'run2'), '--max-steps', '1', '--quiet',
+                 '--set', 'train_photos=coffee,camera']) == 0
+
 # --- chapter 13: which noise levels the loss teaches (loss_weighting) --------------------------------------------
 
 def _weighting_batch(n=16, size=8):
