@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from sr3lit import experiments, inference, metrics
-from sr3lit.sampling import SAMPLER_SCHEDULES
 from tiny_choices import paired            # bench/ is on the path when this script runs
 
 
@@ -41,7 +40,7 @@ def main(argv=None) -> int:
     reg = inference.load_run(args.study / 'regression')
     psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
     chain, _ = experiments.sr3_outputs(run, x_up, names, steps=cfg.n_timestep, schedule='respace', batch_size=48)
-    few, _ = experiments.sr3_outputs(run, x_up, names, steps=10, schedule=SAMPLER_SCHEDULES['dpmpp2m_sde'], sampler='dpmpp2m_sde', batch_size=48)
+    few, _ = experiments.sr3_outputs(run, x_up, names, steps=10, sampler='dpmpp2m_sde', batch_size=48)
     psnr_chain, scale = metrics.psnr(chain, hr), cfg.hr_size // cfg.lr_size
     result = {'steps': args.steps, 'train_seconds': summary['seconds'], 'n': len(hr),
               'chain_minus_regression': paired(psnr_chain, psnr_reg),

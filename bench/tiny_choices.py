@@ -33,7 +33,6 @@ import torch
 from sr3lit import data as sr3data
 from sr3lit import experiments, metrics, training
 from sr3lit.evaluate import paired_difference
-from sr3lit.sampling import SAMPLER_SCHEDULES
 
 
 def training_patches(n: int = 32, lr_size: int = 8, hr_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +76,8 @@ def main(argv=None) -> int:
     psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
     chain, _ = experiments.sr3_outputs(run, x_up, names, steps=min(args.chain_steps, cfg.n_timestep), schedule='respace', batch_size=32)
     tiny = experiments.EXPERIMENT_PRESETS['tiny']                                    # the study's mean of samples
-    mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=tiny.mean_steps, schedule=SAMPLER_SCHEDULES[tiny.mean_sampler],
-                                       sampler=tiny.mean_sampler, batch_size=32, n_samples=tiny.n_mean)
+    mean8, _ = experiments.sr3_outputs(run, x_up, names, steps=tiny.mean_steps, sampler=tiny.mean_sampler,
+                                       batch_size=32, n_samples=tiny.n_mean)
     torch.save(chain, args.out / 'choices_chain.pt')
     flat = experiments.flat_colour_error(run, 24)
     y0 = experiments.error_by_noise_level(run.model, cfg.noise_schedule(), x_up, hr, {'psnr': experiments.unrounded_psnr},

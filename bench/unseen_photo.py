@@ -7,10 +7,9 @@ file outside the shipped photographs, and say in which colours each chain puts i
 
 Any photograph will do. Chapter 06 measured four from the wheels of packages sr3lit does not depend on (`pip download
 --no-deps gradio ultralytics`, then unzip `gradio/test_data/cheetah2.jpg`, `gradio/media_assets/images/cheetah.jpg`,
-`ultralytics/assets/bus.jpg` and `ultralytics/assets/zidane.jpg`); chapter 17's older tables, the quokka of imgaug
-0.4.0, which has been a training photograph since. The photograph is cut as the
-embedded photographs are (its shorter side resized to 8 x hr_size, windows of hr_size at a stride of hr_size whose
-pixels vary), `--n` windows spread over it. Per run, the 2000-step chain (noise seed 0): its PSNR minus the
+`ultralytics/assets/bus.jpg` and `ultralytics/assets/zidane.jpg`). Chapter 17's older tables measured the quokka of
+imgaug 0.4.0, a training photograph since. The photograph is cut as the embedded photographs are (its shorter side
+resized to 8 x hr_size, windows of hr_size at a stride of hr_size whose pixels vary), `--n` windows spread over it. Per run, the 2000-step chain (noise seed 0): its PSNR minus the
 regression's (paired mean and standard error over the patches) and its high-frequency energy as a ratio to the
 references', overall and along luminance and the two opponent-colour axes (sr3lit.metrics). A chain whose red-green
 ratio is far above its luminance ratio draws coloured speckle. Printed, and saved as `unseen_photo.json` in the first

@@ -356,12 +356,14 @@ def initial_noise(names: Sequence[str], shape: Sequence[int], seed: int) -> Tens
     return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(training.derive_seed(seed, 'y_T', n)))
                         for n in names])
 
-def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str = 'respace',
+def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str | None = None,
                 sampler: str = 'ddpm', seed: int = 0, batch_size: int = 16, trajectory_every: int | None = None,
                 keep: int = 0, progress: bool = False, n_samples: int = 1) -> tuple[Tensor, dict | None]:
     """SR3 outputs (N, 3, H, W) of the upsampled test images `x_up`: one sample each, or (`n_samples` > 1) the mean of that
-    many. With `trajectory_every`, the first `keep` images' chains (as images: a residual chain is decoded)."""
+    many, drawn with `sampler` on `schedule` (None: the sampler's own levels, chapter 09's `SAMPLER_SCHEDULES`). With
+    `trajectory_every`, the first `keep` images' chains (as images: a residual chain is decoded)."""
     T = run.config.n_timestep
+    schedule = schedule or SAMPLER_SCHEDULES[sampler]
     if not 1 <= steps <= T: raise ValueError(f"{steps} sampling steps: the model was trained with T={T}, use 1..{T}")
     chain = sampling_schedule(run.config.noise_schedule(), steps, schedule)
     target = target_of(run.config)                     # the image, or chapter 12's residual
@@ -481,8 +483,8 @@ def flat_colour_error(run: inference.Run, n: int, seed: int = 0, steps: int = Ex
     hr = (colours.double() / 127.5 - 1).float()[:, :, None, None].expand(n, 3, cfg.hr_size, cfg.hr_size).contiguous()
     x_up = sr3data.upsample(sr3data.downsample(hr, cfg.lr_size, pil_exact=True), cfg.hr_size, pil_exact=True)
     if cfg.method == 'sr3':
-        out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, schedule=SAMPLER_SCHEDULES[sampler],
-                             sampler=sampler, seed=seed, batch_size=batch_size)
+        out, _ = sr3_outputs(run, x_up, [f'flat{k}' for k in range(n)], steps=steps, sampler=sampler, seed=seed,
+                             batch_size=batch_size)
     else: out = regression_outputs(run, x_up, batch_size)
     grey_error = lambda images: ((images.double() + 1) * 127.5).round().sub(colours.double()[:, :, None, None]).abs().mean(dim=(1, 2, 3))
     error = grey_error(out)                               # per colour, over pixels and channels of the 8-bit output
@@ -573,9 +575,8 @@ def sr3_stages(sr3: inference.Run, plan, preset: ExperimentPreset, test: dict, o
                'batch_size': bs, 'trajectory_every': every, 'keep': keep if every else 0, 'along': bool(every)}
         stages[tag] = image_stage(out_dir, tag, key, produce, test, preset, log)
     K, n, mean_sampler = preset.n_mean, preset.mean_steps, preset.mean_sampler
-    produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, schedule=SAMPLER_SCHEDULES[mean_sampler],
-                                   sampler=mean_sampler, seed=seed, batch_size=max(1, bs // K), n_samples=K,
-                                   progress=progress)[0], None)
+    produce = lambda: (sr3_outputs(sr3, test['x_up'], test['names'], steps=n, sampler=mean_sampler, seed=seed,
+                                   batch_size=max(1, bs // K), n_samples=K, progress=progress)[0], None)
     stages['sr3-mean'] = image_stage(out_dir, 'sr3-mean', {'method': 'sr3', 'step': sr3.step, 'n_samples': K, 'steps': n,
                                                            'sampler': mean_sampler, 'seed': seed, 'batch_size': bs},
                                      produce, test, preset, log)
