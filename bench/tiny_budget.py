@@ -9,6 +9,10 @@ Printed, and saved as `<out>/budget.json` (paired mean +- standard error over th
 
 - the 2000-step chain's PSNR minus the regression's, its SSIM and high-frequency energy ratio (the study's Table 1 row);
 - DPM-Solver++(2M) SDE with 10 network evaluations (its default levels) minus the chain, and its ratio (Table 2's check).
+
+Saved beside it, `<out>/budget_samples.png`: `--n-figure` test patches spread evenly over the test set (as the study's
+comparison figure picks them), a row each: bicubic, the study's own 2000-step chain, this run's (the same noise), the
+reference. Both chains start from the same noise, so the rows show what the longer training changes in one sample.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from sr3lit import experiments, inference, metrics
+from sr3lit import experiments, images, inference, metrics
 from tiny_choices import paired            # bench/ is on the path when this script runs
 
 
@@ -26,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2400)")
     parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
+    parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16)')
     args = parser.parse_args(argv)
     results = args.study / 'results.json'
     if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
@@ -49,6 +54,11 @@ def main(argv=None) -> int:
               'sde10_minus_chain': paired(metrics.psnr(few, hr), psnr_chain),
               'sde10_ssim_minus_chain': paired(metrics.ssim(few, hr), metrics.ssim(chain, hr)),
               'sde10_hf_ratio': round(metrics.high_frequency_ratio(few, hr, scale), 3)}
+    study_chain = args.study / 'samples' / 'sr3-ddpm-full-2000'
+    if (study_chain / f'{names[0]}.png').is_file():
+        pick = experiments.pick_indices(len(names), min(args.n_figure, len(names)))
+        columns = [x_up, experiments.read_images(study_chain, names), chain, hr]
+        images.save_image_grid([c[pick] for c in columns], args.out / 'budget_samples.png')
     (args.out / 'budget.json').write_text(json.dumps(result, indent=1) + '\n')
     print(json.dumps(result, indent=1))
     return 0
