@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from sr3lit import experiments, images, inference, metrics
+from sr3lit.forward import q_sample
 from sr3lit.regression import target_of
 from sr3lit.sampling import sample
 from sr3lit.schedules import NoiseSchedule
@@ -36,7 +37,7 @@ def started_from(run: inference.Run, x_up: torch.Tensor, start: torch.Tensor, t0
     "SR3 samples of `x_up` from the images `start` noised to step `t0` with `eps`, then DDPM steps t0..1 (images in [-1, 1])."
     full, target = run.config.noise_schedule(), target_of(run.config)
     gammas = full.gammas[:t0]                                      # steps 1..t0 of the training schedule, unchanged
-    y_t0 = float(np.sqrt(gammas[-1])) * target.encode(start, x_up) + float(np.sqrt(1 - gammas[-1])) * eps
+    y_t0 = q_sample(target.encode(start, x_up), float(gammas[-1]), eps)   # chapter 01's q(y_t0 | y_0)
     out = sample(run.model, x_up, NoiseSchedule.from_gammas(gammas), y_T=y_t0, seed=seed,
                  clip_bounds=target.bounds(x_up) if target.residual else None, progress=False)
     return target.decode(out, x_up)
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
     out = args.out or args.study / 'regression_start'
     out.mkdir(parents=True, exist_ok=True)
     rows, samples = {}, []
+    gammas = run.config.noise_schedule().gammas
     for t0 in args.t0:
         y = started_from(run, x_up, r, t0, eps)
-        p, gamma = metrics.psnr(y, hr), run.config.noise_schedule().gammas[t0 - 1]
+        p, gamma = metrics.psnr(y, hr), gammas[t0 - 1]
         row = {'sigma_t0': round(float(np.sqrt((1 - gamma) / gamma)), 3),
                'test_minus_regression': paired(p[:n_test], psnr_reg[:n_test]),
                'test_hf_ratio': round(metrics.high_frequency_ratio(y[:n_test], hr[:n_test], scale), 3)}
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         print(f"t0 = {t0} (sigma {row['sigma_t0']}): {json.dumps(row)}", flush=True)
     (out / 'regression_start.json').write_text(json.dumps({'study': str(args.study), 'n_test': n_test, 'n_train': args.train,
                                                            'rows': rows}, indent=1) + '\n')
-    pick = experiments.pick_indices(n_test, min(16, n_test))
+    pick = experiments.pick_indices(n_test, 16)
     images.save_image_grid([c[pick] for c in [x_up[:n_test], r[:n_test], *samples, hr[:n_test]]], out / 'regression_start.png')
     print(f"wrote {out / 'regression_start.json'} and {out / 'regression_start.png'}")
     return 0

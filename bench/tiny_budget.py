@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2400)")
     parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
-    parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16)')
+    parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16; 0: no figure)')
     args = parser.parse_args(argv)
     results = args.study / 'results.json'
     if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
@@ -55,8 +55,8 @@ def main(argv=None) -> int:
               'sde10_ssim_minus_chain': paired(metrics.ssim(few, hr), metrics.ssim(chain, hr)),
               'sde10_hf_ratio': round(metrics.high_frequency_ratio(few, hr, scale), 3)}
     study_chain = args.study / 'samples' / 'sr3-ddpm-full-2000'
-    if (study_chain / f'{names[0]}.png').is_file():
-        pick = experiments.pick_indices(len(names), min(args.n_figure, len(names)))
+    if args.n_figure > 0 and (study_chain / f'{names[0]}.png').is_file():
+        pick = experiments.pick_indices(len(names), args.n_figure)
         columns = [x_up, experiments.read_images(study_chain, names), chain, hr]
         images.save_image_grid([c[pick] for c in columns], args.out / 'budget_samples.png')
     (args.out / 'budget.json').write_text(json.dumps(result, indent=1) + '\n')
