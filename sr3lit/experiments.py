@@ -129,8 +129,8 @@ EXPERIMENT_PRESETS: dict[str, ExperimentPreset] = {p.name: p for p in (
                      train_preset='micro', sr3_steps=20, regression_steps=20, n_test=2, steps=(50, 10),
                      ddim_steps=(10,), n_figure=2),
     ExperimentPreset('tiny', 'the whole study on the embedded photographs, 8->32, in under 15 minutes on 2 CPU cores',
-                     train_preset='tiny', sr3_steps=2400, regression_steps=1000, n_test=48, batch_size=48,
-                     steps=(2000, 50, 10), ddim_steps=(50, 10)),
+                     train_preset='tiny', sr3_steps=2000, regression_steps=1000, n_test=48, batch_size=48,
+                     steps=(1000, 50, 10), ddim_steps=(50, 10), dpm_steps=(20, 10, 5)),
     ExperimentPreset('afhq-dog-16-128', "the report's AFHQ-dog experiment (needs `sr3lit prepare afhq-dog` and a GPU)",
                      train_preset='afhq-dog-16-128', n_test=50, test_pick='first', batch_size=10,
                      ddim_steps=(1000, 200, 50, 10), report='afhq-dog-16-128'),
@@ -520,12 +520,19 @@ def by_photograph(per_image: Mapping[str, Sequence[dict]], tags: Mapping[str, st
     return table
 
 # %% ../nbs/16_experiments.ipynb #0893f3c3
+def _main_schedule(preset: ExperimentPreset) -> str:
+    "How the main table's chain is cut from the training schedule when it has fewer than T steps."
+    return 'respace' if 'respace' in preset.schedules else preset.schedules[0]
+
 def _sr3_plan(preset: ExperimentPreset, T: int) -> list[tuple[str, str, int]]:
-    "(sampler, schedule, steps) of every SR3 stage; a chain of T steps is the training schedule whatever the method."
-    plan = []
+    """(sampler, schedule, steps) of every SR3 stage. A chain of T steps is the training schedule whatever the method;
+    the longest chain (the main table's row) is drawn once, on `_main_schedule` when it is shorter than T."""
+    plan, longest = [], max(int(s) for s in preset.steps)
     for n in sorted({int(s) for s in preset.steps}, reverse=True):
         if n > T: raise ValueError(f"{n} sampling steps: the model was trained with T={T}; choose steps <= {T}")
-        plan += [('ddpm', 'full', n)] if n == T else [('ddpm', k, n) for k in preset.schedules]
+        if n == T: plan.append(('ddpm', 'full', n))
+        elif n == longest: plan.append(('ddpm', _main_schedule(preset), n))
+        else: plan += [('ddpm', k, n) for k in preset.schedules]
     for n in sorted({int(s) for s in preset.ddim_steps}, reverse=True):
         if n > T: raise ValueError(f"{n} DDIM steps: the model was trained with T={T}; choose steps <= {T}")
         plan.append(('ddim', 'respace', n))
@@ -540,7 +547,7 @@ def _tag(sampler: str, schedule: str, n: int) -> str: return f'sr3-{sampler}-{sc
 def _full_tag(plan, preset: ExperimentPreset, T: int) -> tuple[str, int]:
     "The tag and step count of the main table's SR3 row: the longest DDPM chain."
     n = max(n for sampler, _, n in plan if sampler == 'ddpm')
-    return _tag('ddpm', 'full' if n == T else ('respace' if 'respace' in preset.schedules else preset.schedules[0]), n), n
+    return _tag('ddpm', 'full' if n == T else _main_schedule(preset), n), n
 
 def along_chain(trajectory: dict, reference: Tensor, schedule: NoiseSchedule, keep: int, scale: int) -> dict:
     """Where a chain makes its sample: PSNR, SSIM and high-frequency ratio (`scale` = HR side / LR side) of the y0_hat of
