@@ -3,15 +3,16 @@
 of a finished study, not a way to choose settings (choices are made on training photographs: bench/tiny_choices.py).
 
     make reproduce                                                      # runs/tiny: the study, its test set and regression
-    python bench/tiny_budget.py --steps 4800 --out /tmp/budget/4800     # SR3 trained twice as long (about 11 min here)
+    python bench/tiny_budget.py --steps 3600 --out /tmp/budget/3600     # SR3 trained twice as long
 
 Printed, and saved as `<out>/budget.json` (paired mean +- standard error over the test patches):
 
-- the 2000-step chain's PSNR minus the regression's, its SSIM and high-frequency energy ratio (the study's Table 1 row);
+- the study's main chain (its Table 1 row: DDPM, as many respaced steps as the study's) from this run: its PSNR minus
+  the regression's, its SSIM and high-frequency energy ratio;
 - DPM-Solver++(2M) SDE with 10 network evaluations (its default levels) minus the chain, and its ratio (Table 2's check).
 
 Saved beside it, `<out>/budget_samples.png`: `--n-figure` test patches spread evenly over the test set (as the study's
-comparison figure picks them), a row each: bicubic, the study's own 2000-step chain, this run's (the same noise), the
+comparison figure picks them), a row each: bicubic, the study's own main chain, this run's (the same noise), the
 reference. Both chains start from the same noise, so the rows show what the longer training changes in one sample.
 """
 from __future__ import annotations
@@ -27,14 +28,15 @@ from tiny_choices import paired            # bench/ is on the path when this scr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2400)")
+    parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 1800)")
     parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
     parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16; 0: no figure)')
     args = parser.parse_args(argv)
     results = args.study / 'results.json'
     if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
-    names = json.loads(results.read_text())['data']['test_images']
+    study_results = json.loads(results.read_text())
+    names, n_chain = study_results['data']['test_images'], study_results['methods']['sr3']['steps']
     hr = experiments.read_images(args.study / 'test' / 'hr', names)
     x_up = experiments.read_images(args.study / 'test' / 'bicubic', names)
 
@@ -44,17 +46,17 @@ def main(argv=None) -> int:
     run, summary = experiments.train_stage('sr3', cfg, args.out, experiments.Progress())
     reg = inference.load_run(args.study / 'regression')
     psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
-    chain, _ = experiments.sr3_outputs(run, x_up, names, steps=cfg.n_timestep, schedule='respace', batch_size=48)
+    chain, _ = experiments.sr3_outputs(run, x_up, names, steps=n_chain, schedule='respace', batch_size=48)
     few, _ = experiments.sr3_outputs(run, x_up, names, steps=10, sampler='dpmpp2m_sde', batch_size=48)
     psnr_chain, scale = metrics.psnr(chain, hr), cfg.hr_size // cfg.lr_size
-    result = {'steps': args.steps, 'train_seconds': summary['seconds'], 'n': len(hr),
+    result = {'steps': args.steps, 'chain_steps': n_chain, 'train_seconds': summary['seconds'], 'n': len(hr),
               'chain_minus_regression': paired(psnr_chain, psnr_reg),
               'chain_ssim': round(float(metrics.ssim(chain, hr).mean()), 4),
               'chain_hf_ratio': round(metrics.high_frequency_ratio(chain, hr, scale), 3),
               'sde10_minus_chain': paired(metrics.psnr(few, hr), psnr_chain),
               'sde10_ssim_minus_chain': paired(metrics.ssim(few, hr), metrics.ssim(chain, hr)),
               'sde10_hf_ratio': round(metrics.high_frequency_ratio(few, hr, scale), 3)}
-    study_chain = args.study / 'samples' / 'sr3-ddpm-full-2000'
+    study_chain = args.study / 'samples' / study_results['full_tag']
     if args.n_figure > 0 and (study_chain / f'{names[0]}.png').is_file():
         pick = experiments.pick_indices(len(names), args.n_figure)
         columns = [x_up, experiments.read_images(study_chain, names), chain, hr]
