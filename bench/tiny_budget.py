@@ -3,7 +3,7 @@
 of a finished study, not a way to choose settings (choices are made on training photographs: bench/tiny_choices.py).
 
     make reproduce                                                      # runs/tiny: the study, its test set and regression
-    python bench/tiny_budget.py --steps 3600 --out /tmp/budget/3600     # SR3 trained twice as long
+    python bench/tiny_budget.py --steps 4000 --out /tmp/budget/4000     # SR3 trained twice as long
 
 Printed, and saved as `<out>/budget.json` (paired mean +- standard error over the test patches):
 
@@ -28,7 +28,7 @@ from tiny_choices import paired            # bench/ is on the path when this scr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 1800)")
+    parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2000)")
     parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
     parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16; 0: no figure)')

@@ -129,7 +129,7 @@ EXPERIMENT_PRESETS: dict[str, ExperimentPreset] = {p.name: p for p in (
                      train_preset='micro', sr3_steps=20, regression_steps=20, n_test=2, steps=(50, 10),
                      ddim_steps=(10,), n_figure=2),
     ExperimentPreset('tiny', 'the whole study on the embedded photographs, 8->32, in under 15 minutes on 2 CPU cores',
-                     train_preset='tiny', sr3_steps=1800, regression_steps=1000, n_test=48, batch_size=48,
+                     train_preset='tiny', sr3_steps=2000, regression_steps=1000, n_test=48, batch_size=48,
                      steps=(500, 50, 10), ddim_steps=(10,), dpm_steps=(20, 10, 5)),
     ExperimentPreset('afhq-dog-16-128', "the report's AFHQ-dog experiment (needs `sr3lit prepare afhq-dog` and a GPU)",
                      train_preset='afhq-dog-16-128', n_test=50, test_pick='first', batch_size=10,
