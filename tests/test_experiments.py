@@ -179,7 +179,8 @@ def test_reproduce_micro_writes_the_report_and_resumes(tmp_path):
     assert not np.array_equal(pixels(mean_of('ddpm', 'respace')), saved)
     assert set(results['flat_colour']) == {'regression', 'sr3'} and all(v['mean'] >= 0 for v in results['flat_colour'].values())
     assert set(results['steps']) == {'rediscretize', 'respace', 'ddim', 'dpmpp2m', 'dpmpp2m_sde'}
-    assert set(results['steps']['rediscretize']) == set(results['steps']['respace']) == {'20', '5'}
+    assert set(results['steps']['respace']) == {'20', '5'}                          # the main chain (20 < T) drawn once, respaced,
+    assert set(results['steps']['rediscretize']) == {'5'}                           # the shorter ones both ways
     assert set(results['steps']['ddim']) == {'5'}
     assert results['training']['sr3']['step'] == 6 and results['training']['regression']['step'] == 6
     for name in ('fig_comparison.png', 'fig_trajectory.png', 'fig_steps.png', 'fig_psnr_vs_steps.png'):
@@ -292,7 +293,12 @@ def test_reproduce_bad_input_is_one_line(tmp_path):
 def test_presets_are_valid_and_the_report_numbers_sit_with_matching_presets():
     assert {'micro', 'tiny', 'afhq-dog-16-128', 'div2k-16-128', 'faces-pretrained'} <= set(EXPERIMENT_PRESETS)
     tiny = EXPERIMENT_PRESETS['tiny']
-    assert {2000, 50} <= set(tiny.steps) and tiny.report is None                 # the full chain and the report's shortest
+    assert 50 in tiny.steps and tiny.report is None                                # the report's shortest chain
+    from sr3lit.experiments import _full_tag, _sr3_plan
+    plan = _sr3_plan(tiny, 2000)
+    tag, n = _full_tag(plan, tiny, 2000)
+    assert n == max(tiny.steps) and (n == 2000 or tag == f'sr3-ddpm-respace-{n}')  # the main row: the longest chain, respaced below T
+    assert [m for s, _, m in plan if s == 'ddpm'].count(n) == 1                      # ... drawn once
     assert EXPERIMENT_PRESETS['afhq-dog-16-128'].report == 'afhq-dog-16-128' and EXPERIMENT_PRESETS['afhq-dog-16-128'].n_test == 50
     with pytest.raises(ValueError, match='unknown experiment preset'): get_experiment_preset('nope')
 
