@@ -1,6 +1,7 @@
 """Run every sr3lit benchmark in turn and print their numbers (`make bench`).
 
-    python bench/run_all.py            # training throughput and utilisation, the loader process, two runs side by side, then sampling time
+    python bench/run_all.py            # training throughput and utilisation, the loader process, two runs side by side,
+                                       # the memory layout, then sampling time
     python bench/run_all.py --quick    # fewer timed steps
 
 Each benchmark runs in its own process, so the memory one reports is not inflated by another.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [('train_bench.py', ['--quick']), ('loader_bench.py', ['--steps', '60']), ('side_by_side.py', ['--steps', '200']),
-              ('sample_bench.py', ['--configs', 'tiny'])]
+              ('layout_bench.py', ['--rounds', '2']), ('sample_bench.py', ['--configs', 'tiny'])]
 
 
 def main(argv=None) -> int:
