@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from sr3lit import experiments, images, inference, metrics
-from tiny_choices import paired            # bench/ is on the path when this script runs
+from tiny_choices import finished_study, paired     # bench/ is on the path when this script runs
 
 
 def main(argv=None) -> int:
@@ -33,12 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
     parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16; 0: no figure)')
     args = parser.parse_args(argv)
-    results = args.study / 'results.json'
-    if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
-    study_results = json.loads(results.read_text())
-    names, n_chain = study_results['data']['test_images'], study_results['methods']['sr3']['steps']
-    hr = experiments.read_images(args.study / 'test' / 'hr', names)
-    x_up = experiments.read_images(args.study / 'test' / 'bicubic', names)
+    study_results, names, hr, x_up = finished_study(args.study, parser)
+    n_chain = study_results['methods']['sr3']['steps']
 
     study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)
     try: cfg = study['sr3']._replace([f'max_steps={args.steps}'])

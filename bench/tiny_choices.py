@@ -54,6 +54,15 @@ def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
     return {'mean': round(mean, 3), 'se': round(se, 3)}
 
 
+def finished_study(study: Path, parser: argparse.ArgumentParser) -> tuple[dict, list, torch.Tensor, torch.Tensor]:
+    "A finished study's results.json, its test patches' names, references and bicubic inputs (a usage error if it is missing)."
+    results = study / 'results.json'
+    if not results.is_file(): parser.error(f"{results} does not exist: run `make reproduce` first")
+    found = json.loads(results.read_text())
+    names = found['data']['test_images']
+    return found, names, experiments.read_images(study / 'test' / 'hr', names), experiments.read_images(study / 'test' / 'bicubic', names)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', required=True, type=Path, help='the SR3 run folder (created, or scored if finished)')
