@@ -12,31 +12,15 @@ layouts alternate round by round and each keeps its best time, so a slow moment 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
 from sr3lit.config import make_config
 from sr3lit.training import EMA, METHODS, SampleRNG, build_model, make_optimizer
+from sample_bench import cpu_name, matmul_gflops     # bench/ is on the path when this script runs
 
-
-def cpu_name() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown CPU'
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    "Float32 GFLOP/s of an n x n torch.mm (2 n^3 FLOPs) on the current threads, best of `repeats`."
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float('inf')
-    for _ in range(repeats):
-        t = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+CPU = torch.device('cpu')
 
 
 def train_step(channels_last: bool, batch_size: int = 16):
@@ -94,7 +78,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, ATen kernels {torch.backends.cpu.get_cpu_capability()}, "
-          f"torch {torch.__version__}; 2048x2048 float32 matmul {matmul_gflops():.0f} GFLOP/s")
+          f"torch {torch.__version__}; 2048x2048 float32 matmul {matmul_gflops(CPU):.0f} GFLOP/s")
     rows = [('training step, batch 16', train_step, 1), ('training step, batch 16', train_step, 2),
             ('sampling step, 48 patches', sample_step, 2)]
     print(f"\n{'what':<26} {'threads':>7} {'NCHW ms':>8} {'NHWC ms':>8} {'NHWC / NCHW':>12}")
@@ -102,7 +86,7 @@ def main():
         best = compare(make, threads, args.rounds, args.repeats)
         print(f"{what:<26} {threads:>7} {best['NCHW'] * 1e3:>8.1f} {best['NHWC'] * 1e3:>8.1f} {best['NHWC'] / best['NCHW']:>12.2f}",
               flush=True)
-    print(f"\nmatmul after: {matmul_gflops():.0f} GFLOP/s. A ratio below 1: NHWC is faster. TrainConfig's `channels_last` "
+    print(f"\nmatmul after: {matmul_gflops(CPU):.0f} GFLOP/s. A ratio below 1: NHWC is faster. TrainConfig's `channels_last` "
           "sets the layout of training and of sampling (`load_run`).")
 
 

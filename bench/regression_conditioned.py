@@ -66,8 +66,8 @@ def main(argv=None) -> int:
               'study_chain_minus_regression': paired(metrics.psnr(study_chain, hr), psnr_reg),
               'study_chain_hf_ratio': round(metrics.high_frequency_ratio(study_chain, hr, scale), 3),
               'chain_minus_study_chain': paired(metrics.psnr(chain, hr), metrics.psnr(study_chain, hr))}
-    for photo in sorted({n.split('_y')[0] for n in names}):
-        keep = torch.tensor([n.split('_y')[0] == photo for n in names])
+    for photo in sorted({experiments.photograph_of(n) for n in names}):
+        keep = torch.tensor([experiments.photograph_of(n) == photo for n in names])
         result[f'{photo}_hf_ratio'] = round(metrics.high_frequency_ratio(chain[keep], hr[keep], scale), 3)
         result[f'{photo}_chain_minus_regression'] = paired(metrics.psnr(chain[keep], hr[keep]), psnr_reg[keep])
     if args.n_figure > 0:
