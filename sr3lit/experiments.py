@@ -358,9 +358,10 @@ def initial_noise(names: Sequence[str], shape: Sequence[int], seed: int) -> Tens
 
 def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps: int, schedule: str | None = None,
                 sampler: str = 'ddpm', seed: int = 0, batch_size: int = 16, trajectory_every: int | None = None,
-                keep: int = 0, progress: bool = False, n_samples: int = 1) -> tuple[Tensor, dict | None]:
+                keep: int = 0, progress: bool = False, n_samples: int = 1, temperature: float = 1.0) -> tuple[Tensor, dict | None]:
     """SR3 outputs (N, 3, H, W) of the upsampled test images `x_up`: one sample each, or (`n_samples` > 1) the mean of that
-    many, drawn with `sampler` on `schedule` (None: the sampler's own levels, chapter 09's `SAMPLER_SCHEDULES`). With
+    many, drawn with `sampler` on `schedule` (None: the sampler's own levels, chapter 09's `SAMPLER_SCHEDULES`) at `temperature`
+    (chapter 09; 1: the sampler as derived). With
     `trajectory_every`, the first `keep` images' chains (as images: a residual chain is decoded)."""
     T = run.config.n_timestep
     schedule = schedule or SAMPLER_SCHEDULES[sampler]
@@ -377,7 +378,7 @@ def sr3_outputs(run: inference.Run, x_up: Tensor, names: Sequence[str], *, steps
         record = trajectory_every is not None and start < keep
         result = sample(run.model, part, chain, sampler=sampler, eta=0.0, y_T=y_T, generator=generator, n_samples=n_samples,
                         clip_bounds=target.bounds(part) if target.residual else None,
-                        every=trajectory_every if record else None, progress=progress)
+                        every=trajectory_every if record else None, progress=progress, temperature=temperature)
         if record:
             result, trace = result
             n_keep = min(keep - start, len(part))

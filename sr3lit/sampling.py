@@ -22,7 +22,7 @@ from .schedules import NoiseSchedule
 # %% auto #0
 __all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'KARRAS_WINDOW_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS',
            'SAMPLER_SCHEDULES', 'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step',
-           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'implied_score', 'annealed_langevin']
+           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'Symmetrised', 'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
 SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras', 'karras_window')
@@ -382,7 +382,7 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
            variance: str = 'posterior', n_samples: int = 1, clip_denoised: bool = True, y_T: torch.Tensor | None = None,
            generator: torch.Generator | None = None, seed: int | None = None, out_channels: int | None = None,
            return_trajectory: bool = False, every: int | None = None, progress: bool = True,
-           clip_bounds: tuple[torch.Tensor, torch.Tensor] | None = None):
+           clip_bounds: tuple[torch.Tensor, torch.Tensor] | None = None, temperature: float = 1.0):
     """Super-resolve `x_up` (B, C, H, W) by running every step of `schedule` from y_T ~ N(0, I) down to y_0.
 
     `sampler`: 'ddpm' (Algorithm 2; `variance` 'posterior' or 'beta'), 'ddim' (`eta` in [0, 1]; 0 = deterministic) or
@@ -392,8 +392,10 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
     Returns (B*n_samples, C, H, W) images, the samples of input b at rows b*n_samples..; with `return_trajectory`
     (or a stride `every`) returns `(images, SamplingTrace)`. `y_T` fixes the starting noise; `generator` or `seed`
     make the noise reproducible (bit for bit on the same device). `clip_bounds` = (lo, hi), tensors shaped like `x_up`:
-    clip y0_hat between them instead of [-1, 1] (a chain on a residual y0 - x_up has per-pixel bounds)."""
+    clip y0_hat between them instead of [-1, 1] (a chain on a residual y0 - x_up has per-pixel bounds).
+    `temperature` scales the noise of every step (not y_T): 1 is the sampler as derived, below 1 a colder chain."""
     coefs = reverse_step_coefficients(schedule, sampler, eta, variance)          # validates the arguments
+    if not 0 <= temperature: raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise ValueError(f"every must be a positive int, got {every!r}")
     generator = _make_generator(generator, seed, x_up.device) if torch.is_tensor(x_up) else generator
@@ -422,11 +424,25 @@ def sample(model: Callable, x_up: torch.Tensor, schedule: NoiseSchedule, *, samp
             y.mul_(d[i]).add_(y0_hat, alpha=c[i] * (1 + w[i]))                    # y_{t-1}, written into the buffer
             if w[i] != 0: y.add_(y0_before, alpha=-c[i] * w[i])                   # D_t = (1 + w) y0_hat - w y0_hat(t+1)
             y0_before = y0_hat
-            if s[i] > 0: y.add_(z.normal_(generator=generator), alpha=s[i])
+            if s[i] > 0 and temperature > 0: y.add_(z.normal_(generator=generator), alpha=s[i] * temperature)
     result = y.clone()
     if not record: return result
     timesteps.append(0); states.append(result); denoised.append(result)
     return result, SamplingTrace(timesteps, torch.stack(states), torch.stack(denoised))
+
+# %% ../nbs/09_sampling.ipynb #d712d6c1
+class Symmetrised(nn.Module):
+    "A noise predictor averaged over the eight symmetries of the square: mean over g of g^-1 net(g x, level)."
+    def __init__(self, net: nn.Module): super().__init__(); self.net = net
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for turns in range(4):
+            for flip in (False, True):
+                z = torch.rot90(x, turns, (-2, -1))
+                out = self.net(z.flip(-1) if flip else z, level)
+                total = total + torch.rot90(out.flip(-1) if flip else out, -turns, (-2, -1))   # g^-1: flip back, then turn back
+        return total / 8
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)

@@ -9,7 +9,7 @@ from torch import nn
 
 from sr3lit.posterior import posterior_mean_variance, predict_y0_from_noise
 from sr3lit.sampling import (ExactDenoiser, SamplingTrace, annealed_langevin, implied_score, p_sample_step,
-                             reverse_step_coefficients, sample, sampling_schedule)
+                             reverse_step_coefficients, sample, sampling_schedule, Symmetrised)
 from sr3lit.schedules import NoiseSchedule
 
 LINEAR = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
@@ -71,6 +71,41 @@ def test_algorithm2_output_has_the_exact_chain_distribution(variance):
     x = torch.zeros(20_000, 1, 1, 1, dtype=torch.float64)
     out = sample(gaussian_toy(), x, sched, variance=variance, clip_denoised=False, seed=0, progress=False)
     within_se(out.flatten(), mean, var)
+
+
+@pytest.mark.parametrize('temperature', [0.0, 0.6, 1.0])
+def test_temperature_scales_every_steps_noise_variance_by_its_square(temperature):
+    sched = LINEAR.respace(60)
+    posterior = lambda i: sched.betas[i] * (1 - sched.gammas_prev[i]) / (1 - sched.gammas[i])
+    mean, var = toy_chain_moments(sched, lambda i: temperature**2 * posterior(i))
+    x = torch.zeros(20_000, 1, 1, 1, dtype=torch.float64)
+    out = sample(gaussian_toy(), x, sched, clip_denoised=False, seed=0, progress=False, temperature=temperature)
+    within_se(out.flatten(), mean, var)
+
+
+def test_temperature_one_is_the_sampler_and_a_negative_one_is_refused():
+    x, sched = torch.zeros(4, 3, 8, 8), LINEAR.respace(20)
+    toy = ExactDenoiser(pictures(3, 8), std=0.2)
+    assert torch.equal(sample(toy, x, sched, seed=5, progress=False, temperature=1.0), sample(toy, x, sched, seed=5, progress=False))
+    with pytest.raises(ValueError, match='temperature'): sample(toy, x, sched, progress=False, temperature=-1.0)
+
+
+@pytest.mark.parametrize('turns,flip', [(1, False), (2, False), (3, True), (0, True)])
+def test_symmetrised_network_commutes_with_the_squares_symmetries(turns, flip):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 3, 5, padding=2)
+    class Net(nn.Module):
+        def __init__(self): super().__init__(); self.conv = conv
+        def forward(self, x, level): return self.conv(x) * level.view(-1, 1, 1, 1)
+    g = lambda v: torch.rot90(v.flip(-1) if flip else v, turns, (-2, -1))
+    x, level = torch.randn(3, 6, 10, 10), torch.tensor([0.2, 0.5, 0.9])
+    with torch.no_grad():
+        sym = Symmetrised(Net())
+        assert not torch.allclose(Net()(g(x), level), g(Net()(x, level)), atol=1e-3)
+        torch.testing.assert_close(sym(g(x), level), g(sym(x, level)), atol=1e-5, rtol=1e-5)
+        by_hand = sum(torch.rot90(Net()(torch.rot90(x, k, (-2, -1)), level), -k, (-2, -1)) +
+                      torch.rot90(Net()(torch.rot90(x, k, (-2, -1)).flip(-1), level).flip(-1), -k, (-2, -1)) for k in range(4)) / 8
+        torch.testing.assert_close(sym(x, level), by_hand, atol=1e-6, rtol=1e-6)
 
 
 def test_algorithm2_with_all_steps_reaches_the_data_distribution():
