@@ -343,11 +343,12 @@ def test_other_bad_inputs():
 
 # ---------------------------------------------------------------- the exact denoiser and the score (section 2.5)
 
-def noised_mixture(images, std, gamma, probs=None):
+def noised_mixture(images, std, gamma, log_probs=None):
+    "The noised mixture's density; log-probabilities, because Categorical(probs=) clamps them to at least float64 eps."
     m = images.double().flatten(1)
-    probs = torch.full((len(m),), 1 / len(m), dtype=torch.float64) if probs is None else probs
+    log_probs = torch.zeros(len(m), dtype=torch.float64) if log_probs is None else log_probs
     comp = torch.distributions.Independent(torch.distributions.Normal(math.sqrt(gamma) * m, math.sqrt(gamma * std**2 + 1 - gamma)), 1)
-    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(probs=probs), comp)
+    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(logits=log_probs), comp)
 
 
 @given(st.floats(0.001, 0.999), st.floats(0.0, 0.5), st.integers(0, 2**16))
@@ -362,13 +363,17 @@ def test_implied_score_of_the_exact_denoiser_is_the_true_score(gamma, std, seed)
     torch.testing.assert_close(score, true_score, rtol=1e-7, atol=1e-7)
 
 
-def test_implied_score_with_a_condition_and_for_the_gaussian():
-    imgs, conds = torch.rand(5, 3, 4, 4, dtype=torch.float64) * 2 - 1, torch.randn(5, 2, 4, 4, dtype=torch.float64)
+@given(st.integers(0, 2**16))
+@settings(max_examples=30, deadline=None)
+def test_implied_score_with_a_condition_and_for_the_gaussian(seed):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.rand(5, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    conds = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
     model = ExactDenoiser(imgs, std=0.1, conditions=conds, condition_std=0.8)
-    x = conds[1:2] + 0.4 * torch.randn(1, 2, 4, 4, dtype=torch.float64)
-    p_i = torch.distributions.Normal(conds.flatten(1), 0.8).log_prob(x.flatten(1)).sum(1).softmax(0)
-    y = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    true_score = torch.autograd.grad(noised_mixture(imgs, 0.1, 0.6, p_i).log_prob(y.flatten(1)).sum(), y)[0]
+    x = conds[1:2] + 0.4 * torch.randn(1, 2, 4, 4, generator=g, dtype=torch.float64)
+    log_p_i = torch.distributions.Normal(conds.flatten(1), 0.8).log_prob(x.flatten(1)).sum(1).log_softmax(0)   # p(i | x) is often below 1e-16
+    y = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    true_score = torch.autograd.grad(noised_mixture(imgs, 0.1, 0.6, log_p_i).log_prob(y.flatten(1)).sum(), y)[0]
     torch.testing.assert_close(implied_score(model, x, y.detach(), 0.6), true_score, rtol=1e-8, atol=1e-8)
     # Gaussian data: the score of N(sqrt(g) MU, g TAU^2 + 1 - g) in closed form, gamma per batch element
     y, gam = torch.randn(3, 1, 1, 1, dtype=torch.float64), torch.tensor([0.1, 0.5, 0.99], dtype=torch.float64)
