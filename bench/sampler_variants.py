@@ -67,29 +67,32 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     variants = args.variant or [variant(v) for v in DEFAULT_VARIANTS]
     _, names, hr, x_up = finished_study(args.study, parser)
-    run, reg = inference.load_run(args.sr3 or args.study / 'sr3'), inference.load_run(args.study / 'regression')
+    sr3_dir = args.sr3 or args.study / 'sr3'
+    try: run, reg = inference.load_run(sr3_dir), inference.load_run(args.study / 'regression')
+    except ValueError as e: parser.error(str(e))                                   # one line: a missing or unfinished run
     if any(steps > run.config.n_timestep for steps, _, _ in variants): parser.error(f"steps must lie in 1..{run.config.n_timestep}")
     torch.set_num_threads(2)
-    psnr_reg = metrics.psnr(experiments.regression_outputs(reg, x_up), hr)
+    r = experiments.regression_outputs(reg, x_up)
+    psnr_reg = metrics.psnr(r, hr)
     scale, cat = run.config.hr_size // run.config.lr_size, torch.tensor([experiments.photograph_of(n) == 'chelsea' for n in names])
     out_dir = args.out or args.study / 'sampler_variants'
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, samples = [], []
+    rows, samples, psnrs = [], [], []
     for steps, temperature, symmetries in variants:
         start = time.perf_counter()
         y = variant_outputs(run, x_up, names, steps, temperature, symmetries)
-        hf = lambda m: round(metrics.high_frequency_ratio(y[m], hr[m], scale), 3)
+        p, hf = metrics.psnr(y, hr), lambda m: round(metrics.high_frequency_ratio(y[m], hr[m], scale), 3)
         row = {'steps': steps, 'temperature': temperature, 'symmetries': symmetries,
-               'minus_regression': paired(metrics.psnr(y, hr), psnr_reg), 'hf_ratio': hf(slice(None)), 'hf_ratio_cat': hf(cat),
+               'minus_regression': paired(p, psnr_reg), 'hf_ratio': hf(slice(None)), 'hf_ratio_cat': hf(cat),
                'hf_ratio_portrait': hf(~cat), 'seconds': round(time.perf_counter() - start, 1)}
         plain = next((i for i, r in enumerate(rows) if (r['steps'], r['temperature'], r['symmetries']) == (steps, 1.0, 1)), None)
         if plain is not None and (temperature, symmetries) != (1.0, 1):
-            row['minus_plain'] = paired(metrics.psnr(y, hr), metrics.psnr(samples[plain], hr))
-        rows.append(row); samples.append(y)
+            row['minus_plain'] = paired(p, psnrs[plain])
+        rows.append(row); samples.append(y); psnrs.append(p)
         print(json.dumps(row), flush=True)
-    (out_dir / 'sampler_variants.json').write_text(json.dumps({'study': str(args.study), 'sr3': str(args.sr3 or args.study / 'sr3'), 'rows': rows}, indent=1) + '\n')
+    (out_dir / 'sampler_variants.json').write_text(json.dumps({'study': str(args.study), 'sr3': str(sr3_dir), 'rows': rows}, indent=1) + '\n')
     pick = experiments.pick_indices(len(hr), 16)
-    images.save_image_grid([c[pick] for c in [x_up, experiments.regression_outputs(reg, x_up), *samples, hr]],
+    images.save_image_grid([c[pick] for c in [x_up, r, *samples, hr]],
                            out_dir / 'sampler_variants.png')
     print(f"wrote {out_dir / 'sampler_variants.json'} and {out_dir / 'sampler_variants.png'}")
     return 0
