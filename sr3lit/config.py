@@ -148,6 +148,8 @@ class TrainConfig:
                                       # as Algorithm 1 draws them (noise_level_method). 0: Algorithm 1 only (the report)
     lognormal_mean: float = -1.2      # Karras et al.'s P_mean and P_std, for data of standard deviation 0.5 (sigma_data)
     lognormal_std: float = 1.2
+    input_perturbation: float = 0.0   # y_t built from z + this times a second normal draw, the target still z (Ning et al.'s
+                                      # DDPM-IP, chapter 13); 0: Algorithm 1
     # --- optimisation
     optimizer: str = 'adam'           # 'adam' or 'adamw'
     lr: float = 2e-3                  # high, for a short run of a small network; the cosine brings it down
@@ -199,6 +201,7 @@ class TrainConfig:
             (self.loss_weighting in LOSS_WEIGHTINGS, f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}"),
             (0 <= self.lognormal_fraction <= 1 and self.lognormal_std > 0,
              f"lognormal_fraction must lie in [0, 1] and lognormal_std be positive, got {self.lognormal_fraction}, {self.lognormal_std}"),
+            (self.input_perturbation >= 0, f"input_perturbation must be >= 0, got {self.input_perturbation}"),
             (self.noise_level_method in NOISE_LEVEL_METHODS, f"noise_level_method must be one of {NOISE_LEVEL_METHODS}, got {self.noise_level_method!r}"),
             (self.amp in ('auto', 'bf16', 'off'), f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
@@ -286,6 +289,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     'loss_weighting': 'sr3',      # before: Algorithm 1's plain noise error
     'lognormal_fraction': 0.0,    # before: every noise level drawn as Algorithm 1 draws it
     'lognormal_mean': -1.2, 'lognormal_std': 1.2,   # unused when lognormal_fraction is 0
+    'input_perturbation': 0.0,    # before: y_t built from the target noise alone
 }
 
 # the reference's JSON (config/sr_sr3_*.json of github.com/Janspiry/Image-Super-Resolution-via-Iterative-Refinement):

@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, no_delegation, per_image, print_passed, random_images,
@@ -22,7 +23,8 @@ from .schedules import NoiseSchedule
 # %% auto #0
 __all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'KARRAS_WINDOW_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS',
            'SAMPLER_SCHEDULES', 'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step',
-           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'Symmetrised', 'implied_score', 'annealed_langevin']
+           'reverse_step_coefficients', 'SamplingTrace', 'sample', 'Symmetrised', 'resize_matrix', 'Consistent',
+           'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
 SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras', 'karras_window')
@@ -443,6 +445,52 @@ class Symmetrised(nn.Module):
                 out = self.net(z.flip(-1) if flip else z, level)
                 total = total + torch.rot90(out.flip(-1) if flip else out, -turns, (-2, -1))   # g^-1: flip back, then turn back
         return total / 8
+
+# %% ../nbs/09_sampling.ipynb #19d6876c
+def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """The (n_out, n_in) float64 matrix M of chapter 06's bicubic resize along one axis (antialiased, PIL's kernel, no
+    clipping): resizing an (n_in, n_in) image to (n_out, n_out) is M @ image @ M.T."""
+    if n_in < 1 or n_out < 1: raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
+    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, 1, n_in)            # one row image per input pixel
+    rows = F.interpolate(basis, size=(1, n_out), mode='bicubic', antialias=True, align_corners=False)
+    return rows.view(n_in, n_out).T.contiguous()
+
+class Consistent(nn.Module):
+    """A noise predictor whose estimate of y0 agrees with the low-resolution input (DDNM's range-null space split):
+    y0_hat + A+ (x - A y0_hat B^T) B+^T with A, B the bicubic shrinks of the columns and rows by `factor`, and the input
+    x = U+ x_up V+^T read back from the condition. `scale`: the residual's scale (chapter 12), None when the chain is
+    on the image itself."""
+    def __init__(self, net: nn.Module, factor: int, scale: float | None = None):
+        super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1: raise ValueError(f"factor must be a positive int, got {factor!r}")
+        self.net, self.factor, self.scale, self._ops = net, factor, scale, {}
+
+    def operators(self, size: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "(shrink, its pseudo-inverse, the pseudo-inverse of the enlargement) along an axis of `size` pixels, float64, made once."
+        key = (size, str(device))
+        if key not in self._ops:
+            if size % self.factor: raise ValueError(f"image side {size} is not a multiple of the factor {self.factor}")
+            A, U = resize_matrix(size, size // self.factor), resize_matrix(size // self.factor, size)
+            self._ops[key] = tuple(m.to(device) for m in (A, torch.linalg.pinv(A), torch.linalg.pinv(U)))
+        return self._ops[key]
+
+    def project(self, y0_hat: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
+        "`y0_hat` (the image, or the residual scale*(y0 - x_up)) moved to agree with the input behind `x_up`; float64."
+        (A, A_pinv, U_pinv), (B, B_pinv, V_pinv) = (self.operators(n, y0_hat.device) for n in y0_hat.shape[-2:])
+        y0_hat, x_up = y0_hat.double(), x_up.double()
+        image = y0_hat if self.scale is None else x_up + y0_hat / self.scale
+        lr = U_pinv @ x_up @ V_pinv.T                                                  # the input, read back
+        change = A_pinv @ (lr - A @ image @ B.T) @ B_pinv.T
+        return y0_hat + (change if self.scale is None else self.scale * change)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        eps = self.net(x, level)
+        c = eps.shape[1]
+        x_up, y_t = x[:, :-c], x[:, -c:]                                               # cat([x_up, y_t])
+        gamma = level.double().reshape(-1, 1, 1, 1) ** 2
+        y0_hat = (y_t.double() - (1 - gamma).sqrt() * eps.double()) / gamma.sqrt()
+        change = self.project(y0_hat, x_up) - y0_hat
+        return (eps.double() - (gamma / (1 - gamma)).sqrt() * change).to(eps.dtype)
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)

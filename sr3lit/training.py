@@ -158,14 +158,18 @@ def noise_level_weight(noise_level: Tensor, weighting: str = 'sr3', sigma_data: 
 class DiffusionObjective:
     """Algorithm 1's loss: mean |eps_theta(cat([x_up, sqrt(g) y0 + sqrt(1-g) z]), sqrt(g)) - z|^p, with g and z drawn per
     sample; with `weighting='edm'` each image's error is weighted by `noise_level_weight`, and with `lognormal` =
-    (fraction, mean, std) that fraction of the levels is drawn by `sample_noise_level_lognormal` (the sections below)."""
+    (fraction, mean, std) that fraction of the levels is drawn by `sample_noise_level_lognormal` (the sections below);
+    `input_perturbation` = k > 0 builds y_t from z + k xi, xi ~ N(0, I) drawn after z, and still asks for z (DDPM-IP)."""
     def __init__(self, schedule: NoiseSchedule, p: int = 1, noise_level_method: str = 'gamma', target: Target = Target(),
-                 weighting: str = 'sr3', sigma_data: float = 0.5, lognormal: tuple[float, float, float] = (0.0, -1.2, 1.2)):
+                 weighting: str = 'sr3', sigma_data: float = 0.5, lognormal: tuple[float, float, float] = (0.0, -1.2, 1.2),
+                 input_perturbation: float = 0.0):
         if p not in (1, 2): raise ValueError(f"p must be 1 or 2, got {p}")
         if weighting not in LOSS_WEIGHTINGS: raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
         if not 0 <= lognormal[0] <= 1: raise ValueError(f"the lognormal fraction must lie in [0, 1], got {lognormal[0]}")
+        if not input_perturbation >= 0: raise ValueError(f"input_perturbation must be >= 0, got {input_perturbation}")
         self.schedule, self.p, self.noise_level_method, self.target = schedule, p, noise_level_method, target
         self.weighting, self.sigma_data, self.lognormal = weighting, sigma_data, tuple(lognormal)
+        self.input_perturbation = input_perturbation
 
     def draw_level(self, g: torch.Generator) -> Tensor:
         "One image's noise level sqrt(gamma) (float64 scalar) from its generator: Algorithm 1's draw or the log-normal one."
@@ -183,16 +187,20 @@ class DiffusionObjective:
     def __call__(self, model: nn.Module, batch: dict, rng: SampleRNG) -> Tensor:
         noise_level, noise = self.draw(batch, rng)
         y0 = self.target.encode(batch['HR'], batch['x_up'])          # the image, or chapter 12's scaled residual
-        if self.weighting == 'sr3':
+        if self.weighting == 'sr3' and not self.input_perturbation:
             return diffusion_loss(model, batch['x_up'], y0, self.schedule, self.p, noise=noise, noise_level=noise_level)
-        y_t = q_sample(y0, noise_level.double() ** 2, noise)
+        noised_with = noise
+        if self.input_perturbation:                                    # drawn after z from each image's generator
+            noised_with = noise + self.input_perturbation * rng.randn(*noise.shape[1:]).to(noise)
+        y_t = q_sample(y0, noise_level.double() ** 2, noised_with)
         eps_hat = model(torch.cat([batch['x_up'], y_t], dim=1), noise_level.to(y0.dtype))
         error = (eps_hat - noise).abs().pow(self.p).flatten(1).mean(dim=1)      # per image, averaged over its pixels
         return (noise_level_weight(noise_level, self.weighting, self.sigma_data, self.p).to(error) * error).mean()
 
     def __repr__(self):
         draw = self.noise_level_method if not self.lognormal[0] else f"{self.noise_level_method}|lognormal{self.lognormal}"
-        return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {draw}, {self.weighting}, {self.target})"
+        ip = f", input_perturbation={self.input_perturbation}" if self.input_perturbation else ''
+        return f"DiffusionObjective(T={self.schedule.T}, p={self.p}, {draw}, {self.weighting}, {self.target}{ip})"
 
 
 # %% ../nbs/13_training.ipynb #70891fd4
@@ -663,7 +671,8 @@ def _sr3_configure(cfg: TrainConfig) -> TrainConfig:
 METHODS: dict[str, Method] = {
     'sr3': Method('sr3', lambda cfg: DiffusionObjective(cfg.noise_schedule(), cfg.loss_p, cfg.noise_level_method, target_of(cfg),
                                                                cfg.loss_weighting, cfg.sigma_data,
-                                                               (cfg.lognormal_fraction, cfg.lognormal_mean, cfg.lognormal_std)),
+                                                               (cfg.lognormal_fraction, cfg.lognormal_mean, cfg.lognormal_std),
+                                                               cfg.input_perturbation),
                   sr3_predict, _sr3_configure, 'Algorithm 1: predict the noise of y_t; sample with Algorithm 2, DDIM or DPM-Solver++(2M) (ODE or SDE)'),
     'regression': Method('regression', lambda cfg: RegressionObjective(cfg.loss_p, target_of(cfg)), regression_method_predict,
                          regression_configure, 'one step: predict HR from the upsampled LR with an L1 or squared-error loss'),

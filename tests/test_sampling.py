@@ -7,9 +7,11 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
+from sr3lit.data import downsample, upsample
 from sr3lit.posterior import posterior_mean_variance, predict_y0_from_noise
 from sr3lit.sampling import (ExactDenoiser, SamplingTrace, annealed_langevin, implied_score, p_sample_step,
-                             reverse_step_coefficients, sample, sampling_schedule, Symmetrised)
+                             reverse_step_coefficients, sample, sampling_schedule, Symmetrised, Consistent,
+                             resize_matrix)
 from sr3lit.schedules import NoiseSchedule
 
 LINEAR = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
@@ -107,6 +109,75 @@ def test_symmetrised_network_commutes_with_the_squares_symmetries(turns, flip):
                       torch.rot90(Net()(torch.rot90(x, k, (-2, -1)).flip(-1), level).flip(-1), -k, (-2, -1)) for k in range(4)) / 8
         torch.testing.assert_close(sym(x, level), by_hand, atol=1e-6, rtol=1e-6)
 
+
+@given(st.sampled_from([(4, 16), (8, 32), (8, 16), (16, 32)]), st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_resize_matrix_is_chapter_06s_resize(sizes, seed):
+    small, big = sizes
+    g = torch.Generator().manual_seed(seed)
+    hr = 0.5 * torch.rand(2, 3, big, big, dtype=torch.float64, generator=g) - 0.25       # no clipping in reach
+    lr = 0.5 * torch.rand(2, 3, small, small, dtype=torch.float64, generator=g) - 0.25
+    A, U = resize_matrix(big, small), resize_matrix(small, big)
+    torch.testing.assert_close(A @ hr @ A.T, downsample(hr, small), atol=1e-12, rtol=0)
+    torch.testing.assert_close(U @ lr @ U.T, upsample(lr, big), atol=1e-12, rtol=0)
+
+
+@given(st.sampled_from([(4, 16), (8, 32), (16, 32)]), st.sampled_from([None, 4.0]), st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_consistent_projection_is_the_nearest_image_that_shrinks_to_the_input(sizes, scale, seed):
+    small, big = sizes
+    g = torch.Generator().manual_seed(seed)
+    lr = 0.5 * torch.rand(2, 3, small, small, dtype=torch.float64, generator=g) - 0.25
+    x_up = upsample(lr, big)
+    A = resize_matrix(big, small)
+    proj = Consistent(None, big // small, scale)
+    y0 = torch.rand(2, 3, big, big, dtype=torch.float64, generator=g) * 2 - 1           # in the chain's own terms
+    p = proj.project(y0, x_up)
+    image = (lambda z: z) if scale is None else (lambda z: x_up + z / scale)
+    torch.testing.assert_close(A @ image(p) @ A.T, lr, atol=1e-9, rtol=0)               # shrinks to the input
+    torch.testing.assert_close(proj.project(p, x_up), p, atol=1e-9, rtol=0)             # a projection: twice is once
+    # any other image that shrinks to the input lies further away: add to p an image that shrinks to zero
+    w = torch.randn(2, 3, big, big, dtype=torch.float64, generator=g)
+    zero_shrink = w - torch.linalg.pinv(A) @ (A @ w @ A.T) @ torch.linalg.pinv(A).T
+    torch.testing.assert_close(A @ zero_shrink @ A.T, torch.zeros_like(lr), atol=1e-9, rtol=0)
+    other = p + (zero_shrink if scale is None else scale * zero_shrink)
+    assert ((p - y0).pow(2).sum() < (other - y0).pow(2).sum()).item()
+
+
+@given(st.sampled_from([(16, 32), (32, 16), (8, 24)]), st.sampled_from([2, 4]), st.integers(0, 2**16))
+@settings(max_examples=15, deadline=None)
+def test_consistent_projection_of_images_that_are_not_square(size, factor, seed):
+    H, W = size
+    g = torch.Generator().manual_seed(seed)
+    lr = 0.5 * torch.rand(1, 3, H // factor, W // factor, dtype=torch.float64, generator=g) - 0.25
+    y0 = torch.rand(1, 3, H, W, dtype=torch.float64, generator=g) * 2 - 1
+    p = Consistent(None, factor).project(y0, upsample(lr, (H, W)))
+    torch.testing.assert_close(resize_matrix(H, H // factor) @ p @ resize_matrix(W, W // factor).T, lr, atol=1e-9, rtol=0)
+
+
+def test_consistent_refuses_bad_factors_and_sizes():
+    for factor in (0, 2.5, True):
+        with pytest.raises(ValueError, match='factor'): Consistent(None, factor)
+    with pytest.raises(ValueError, match='not a multiple'): Consistent(None, 4).project(torch.zeros(1, 3, 30, 32), torch.zeros(1, 3, 30, 32))
+
+def test_consistent_network_implies_the_projected_estimate():
+    class Net(nn.Module):
+        def forward(self, x, level): return torch.tanh(x[:, 3:] - 0.3 * x[:, :3].roll(1, -1)) * level.view(-1, 1, 1, 1)
+    g = torch.Generator().manual_seed(3)
+    lr = 0.5 * torch.rand(3, 3, 8, 8, dtype=torch.float64, generator=g) - 0.25
+    x_up = upsample(lr, 32)
+    y_t, level = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=g), torch.tensor([0.3, 0.7, 0.95], dtype=torch.float64)
+    sqrt_1mg = (1 - level**2).sqrt().view(-1, 1, 1, 1)
+    implied = lambda eps: (y_t - sqrt_1mg * eps) / level.view(-1, 1, 1, 1)          # y0_hat from the noise, written out
+    x = torch.cat([x_up, y_t], 1)
+    for scale in (None, 4.0):
+        wrapped = Consistent(Net(), 4, scale)
+        torch.testing.assert_close(implied(wrapped(x, level)), wrapped.project(implied(Net()(x, level)), x_up), atol=1e-9, rtol=0)
+    A = resize_matrix(32, 8)
+    out = sample(Consistent(Net(), 4, 4.0), x_up, LINEAR.respace(10), clip_denoised=False, seed=0, progress=False)
+    plain = sample(Net(), x_up, LINEAR.respace(10), clip_denoised=False, seed=0, progress=False)
+    torch.testing.assert_close(A @ (x_up + out / 4) @ A.T, lr, atol=1e-9, rtol=0)      # the chain ends consistent
+    assert (A @ (x_up + plain / 4) @ A.T - lr).abs().max() > 1e-3                       # which the plain chain does not
 
 def test_algorithm2_with_all_steps_reaches_the_data_distribution():
     mean, var = toy_chain_moments(LINEAR, lambda i: LINEAR.betas[i] * (1 - LINEAR.gammas_prev[i]) / (1 - LINEAR.gammas[i]))

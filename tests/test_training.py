@@ -572,6 +572,37 @@ def test_lognormal_setting(tmp_path):
     assert read_run_config(tmp_path).lognormal_fraction == 0.0     # a run made before the setting: Algorithm 1's draw
 
 
+# --- chapter 13: input perturbation (DDPM-IP) -------------------------------------------------------------------------
+
+@pytest.mark.parametrize('k', [0.0, 0.1, 0.3])
+def test_input_perturbation_adds_k_xi_to_the_input_noise_and_keeps_z_as_the_target(k):
+    sched, _, _ = _weighting_setup()
+    n = 2000
+    batch = {'HR': torch.zeros(n, 3, 1, 1, dtype=torch.float64), 'x_up': torch.zeros(n, 3, 1, 1, dtype=torch.float64)}
+    seeds = [derive_seed(5, 'sample', j) for j in range(n)]
+    # with y0 = 0, y_t = sqrt(1 - g) (z + k xi): a network that reads the noise off its input errs by exactly k xi
+    read_noise = lambda x, level: x[:, 3:] / (1 - level.double().view(-1, 1, 1, 1) ** 2).sqrt()
+    loss = DiffusionObjective(sched, 2, weighting='sr3', input_perturbation=k)(read_noise, batch, SampleRNG(seeds)).item()
+    if k == 0: assert loss < 1e-20
+    else: assert loss == pytest.approx(k ** 2, abs=5 * k ** 2 * math.sqrt(2 / (3 * n)))      # E (k xi)^2 = k^2
+    # the levels and z are those of Algorithm 1 whatever k is
+    plain = DiffusionObjective(sched, 2, weighting='edm').draw(batch, SampleRNG(seeds))
+    other = DiffusionObjective(sched, 2, weighting='edm', input_perturbation=k).draw(batch, SampleRNG(seeds))
+    assert torch.equal(plain[0], other[0]) and torch.equal(plain[1], other[1])
+
+
+def test_input_perturbation_setting(tmp_path):
+    assert TrainConfig().input_perturbation == 0.0
+    with pytest.raises(ValueError, match='input_perturbation'): TrainConfig(input_perturbation=-0.1)
+    with pytest.raises(ValueError, match='input_perturbation'): DiffusionObjective(None, 2, input_perturbation=-1.0)
+    obj = tr.get_method('sr3').make_objective(make_config('tiny', overrides={'input_perturbation': 0.1}))
+    assert obj.input_perturbation == 0.1 and 'input_perturbation=0.1' in repr(obj)
+    from sr3lit.checkpoint import read_run_config
+    values = TrainConfig().to_dict()
+    del values['input_perturbation']
+    (tmp_path / 'config.json').write_text(json.dumps(values))
+    assert read_run_config(tmp_path).input_perturbation == 0.0     # a run made before the setting: Algorithm 1
+
 def test_the_tiny_datasets_travel_to_spawned_loader_processes():
     # the tiny preset loads in a worker process; where processes are spawned (macOS, Windows) the dataset is pickled
     import pickle
