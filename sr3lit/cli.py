@@ -266,6 +266,8 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
                         ', '.join(f'{k} {v}' for k, v in SAMPLER_SCHEDULES.items()) + ')')
     p.add_argument('--samples', type=int, default=1, metavar='K', help='samples per image (NAME_0.png .. NAME_{K-1}.png)')
     p.add_argument('--seed', type=int, default=0, metavar='S')
+    p.add_argument('--consistent', action='store_true',
+                   help="SR3: move every step's estimate to shrink exactly to the input (DDNM's projection; no extra cost)")
     p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
     p.add_argument('--overlap', type=int, metavar='PX', help='overlap of tiles for large images (default: a quarter tile)')
     p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
@@ -276,6 +278,8 @@ def sample_command(args: argparse.Namespace) -> int:
     "Run `sr3lit sample` (see `--help`); the exit status."
     if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
     run = inference.load_run(args.model, args.device, args.weights)
+    if args.consistent and run.method.name != 'sr3':
+        raise ValueError(f"--consistent needs an SR3 run; {args.model} is a {run.method.name}, which does not sample")
     inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before sampling
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")
@@ -283,12 +287,13 @@ def sample_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     done = inference.super_resolve_path(run, args.input, args.out, steps=args.steps, sampler=args.sampler,
                                         schedule=schedule, samples=args.samples, seed=args.seed, overlap=args.overlap,
-                                        eta=args.eta, progress=not args.quiet, overwrite=args.overwrite, also=('sample.json',))
+                                        eta=args.eta, progress=not args.quiet, overwrite=args.overwrite, also=('sample.json',),
+                                        consistent=args.consistent)
     seconds = time.perf_counter() - t0
     summary = dict(model=str(args.model), method=run.method.name, step=run.step, input=str(args.input),
                    steps=args.steps or run.config.n_timestep, sampler=args.sampler, schedule=schedule, eta=args.eta,
                    network_evaluations=(args.steps or run.config.n_timestep) if run.method.name == 'sr3' else 1,
-                   samples=args.samples, seed=args.seed, weights=args.weights, images=len(done.inputs),
+                   samples=args.samples, seed=args.seed, consistent=args.consistent, weights=args.weights, images=len(done.inputs),
                    seconds=round(seconds, 3), files=[str(p.relative_to(args.out)) for p in done.written],
                    inputs=[str(p) for p in done.inputs], skipped=done.skipped)
     atomic_write_bytes(Path(args.out) / 'sample.json', json.dumps(summary, indent=2).encode())

@@ -61,20 +61,21 @@ class Run:
 
     def __call__(self, image: Image.Image | str | Path, steps: int | None = 50, *, seed: int = 0, sampler: str = 'ddpm',
                  schedule: str | None = None, eta: float = 0.0, samples: int = 1, overlap: int | None = None,
-                 progress: bool = False) -> Image.Image | list[Image.Image]:
+                 progress: bool = False, consistent: bool = False) -> Image.Image | list[Image.Image]:
         """Super-resolve one low-resolution image, a PIL image or a file: `run(image, steps=50)` returns a PIL image.
 
         It does what the network's input needs: 8-bit RGB, [-1, 1] scaling, bicubic up-sampling by `scale`, tiles
         when the image is larger than the network's crops. `steps` reverse steps (None: all T of training) of `sampler`,
         on its own noise levels unless `schedule` names others (`SAMPLER_SCHEDULES`);
-        `samples` > 1 returns a list of that many samples."""
+        `samples` > 1 returns a list of that many samples; `consistent` (SR3) makes every step's estimate shrink to the
+        input (chapter 09's `Consistent`)."""
         if isinstance(image, Image.Image): img = sr3data.to_rgb8(image)
         elif isinstance(image, (str, os.PathLike)): img = sr3data.load_rgb(image)
         else: raise TypeError(f"image must be a PIL image or a path, got {type(image).__name__}")
         if steps is not None and not 1 <= steps <= self.config.n_timestep:
             raise ValueError(f"steps must lie in 1..{self.config.n_timestep} (the training T), got {steps}")
         sr = _super_resolve_image(self, TiledModel(self.model, self.image_size, overlap), img, steps=steps, sampler=sampler,
-                                  schedule=schedule, eta=eta, samples=samples, seed=seed, progress=progress)
+                                  schedule=schedule, eta=eta, samples=samples, seed=seed, progress=progress, consistent=consistent)
         images = [sr3data.to_pil(x) for x in sr]
         return images[0] if samples == 1 else images
 
@@ -197,15 +198,17 @@ class TiledModel(nn.Module):
 
 # %% ../nbs/14_inference.ipynb #3036d486
 def _super_resolve_image(run: Run, tiled: nn.Module, img: Image.Image, *, steps, sampler, schedule, eta, samples, seed,
-                         progress: bool = False) -> Tensor:
+                         progress: bool = False, consistent: bool = False) -> Tensor:
     "`samples` super-resolutions (samples, 3, H*scale, W*scale) of one 8-bit RGB image, noise from `seed`."
     device = next(run.model.parameters()).device
     lr = sr3data.to_tensor(img)[None].to(device)                                  # (1, 3, h, w) in [-1, 1]
     x_up = sr3data.upsample(lr, (lr.shape[-2] * run.scale, lr.shape[-1] * run.scale))
     generator = torch.Generator(device).manual_seed(seed)
+    if consistent and run.method.name != 'sr3':
+        raise ValueError(f"consistent sampling needs an SR3 run; this run is a {run.method.name}, which does not sample")
     with torch.no_grad():
         return run.method.predict(tiled, x_up, run.config, steps=steps, sampler=sampler, schedule=schedule,
-                                  n_samples=samples, generator=generator, eta=eta, progress=progress).cpu()
+                                  n_samples=samples, generator=generator, eta=eta, progress=progress, consistent=consistent).cpu()
 
 def output_names(files: list[Path], source: Path) -> list[Path]:
     """One PNG name per input, relative to the output folder: the input's relative path with `.png`.
@@ -261,7 +264,7 @@ def plan_outputs(source: str | Path, out_dir: str | Path, samples: int = 1, over
 def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, steps: int | None = None,
                        sampler: str = 'ddpm', schedule: str | None = None, samples: int = 1, seed: int = 0,
                        overlap: int | None = None, eta: float = 0.0, progress: bool = True, overwrite: bool = False,
-                       also: tuple[str, ...] = ()) -> SuperResolved:
+                       also: tuple[str, ...] = (), consistent: bool = False) -> SuperResolved:
     """Super-resolve every image under `source` (a folder or a file) into `out_dir` as PNGs with the same names.
 
     Checked before anything is written (see `plan_outputs`): no output replaces an input, or an existing file
@@ -283,7 +286,7 @@ def super_resolve_path(run: Run, source: str | Path, out_dir: str | Path, *, ste
     for file, targets in tqdm(readable, desc='super-resolving', disable=not progress, unit='image'):
         key = (file.relative_to(source) if source.is_dir() else Path(file.name)).with_suffix('.png').as_posix()
         sr = _super_resolve_image(run, tiled, sr3data.load_rgb(file), steps=steps, sampler=sampler, schedule=schedule,
-                                  eta=eta, samples=samples, seed=derive_seed(seed, key))
+                                  eta=eta, samples=samples, seed=derive_seed(seed, key), consistent=consistent)
         for image, target in zip(sr, targets):
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f'.{target.name}.tmp')

@@ -40,7 +40,7 @@ from .forward import q_sample
 from .loss import diffusion_loss, sample_noise_level
 from .unet import UNet, precondition_coefficients
 from .metrics import psnr
-from .sampling import SAMPLER_SCHEDULES, sample, sampling_schedule
+from .sampling import SAMPLER_SCHEDULES, Consistent, sample, sampling_schedule
 # TrainConfig, PRESETS and make_config are chapter 10's; imported here, they also stay reachable as sr3lit.training.*
 from .config import LOSS_WEIGHTINGS, PRESETS, TrainConfig, make_config
 from .checkpoint import (CHECKPOINT_DIR, STATE_FILE, atomic_write_bytes, checkpoint_steps, latest_checkpoint,
@@ -650,14 +650,16 @@ class Method:
 
 def sr3_predict(model: nn.Module, x_up: Tensor, cfg: TrainConfig, *, steps: int | None = None, sampler: str = 'ddpm',
                 schedule: str | None = None, n_samples: int = 1, generator: torch.Generator | None = None,
-                eta: float = 0.0, progress: bool = False) -> Tensor:
+                eta: float = 0.0, progress: bool = False, consistent: bool = False) -> Tensor:
     """SR3 super-resolution of `x_up` (B, 3, H, W): `steps` reverse steps (default T), one network evaluation each, with
     `sampler` 'ddpm', 'ddim', 'dpmpp2m' or 'dpmpp2m_sde' on noise levels cut from the training schedule by `schedule`
     (default: the sampler's, `SAMPLER_SCHEDULES`: respaced for ddpm and ddim, Karras' levels for dpmpp2m, Karras'
-    spacing in a window for dpmpp2m_sde)."""
+    spacing in a window for dpmpp2m_sde). `consistent`: every step's estimate of y0 made to shrink to the input
+    (chapter 09's `Consistent`)."""
     if schedule is None: schedule = SAMPLER_SCHEDULES.get(sampler, 'respace')   # an unknown sampler is refused by `sample`
     sampling = sampling_schedule(cfg.noise_schedule(), None if steps is None else min(steps, cfg.n_timestep), schedule)
     target = target_of(cfg)
+    if consistent: model = Consistent(model, cfg.hr_size // cfg.lr_size, target.scale)
     z = sample(model, x_up, sampling, sampler=sampler, eta=eta, n_samples=n_samples, generator=generator, progress=progress,
                clip_bounds=target.bounds(x_up) if target.residual else None)
     return target.decode(z, x_up.repeat_interleave(n_samples, dim=0))

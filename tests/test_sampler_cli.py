@@ -84,3 +84,40 @@ def test_sr3lit_sample_with_dpmpp2m(tmp_path):
         sde.append((json.loads((tmp_path / name / 'sample.json').read_text()), (tmp_path / name / 'a.png').read_bytes()))
     assert sde[0][0]['sampler'] == 'dpmpp2m_sde' and sde[0][0]['schedule'] == 'karras_window' and sde[0][0]['network_evaluations'] == 4
     assert sde[0][1] == sde[1][1]
+
+
+def test_sr3lit_sample_consistent_shrinks_back_to_the_input(tmp_path):
+    from sr3lit.inference import load_run
+    from sr3lit.metrics import consistency
+    run_dir = tmp_path / 'micro'
+    status, _, err = cli('train', '--preset', 'micro', '--device', 'cpu', '--max-steps', '2', '--out', run_dir, '--quiet')
+    assert status == 0, err
+    lr_dir = tmp_path / 'lr'
+    lr_dir.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for name, size in (('square', (8, 8)), ('wide', (8, 12))):               # a wide one is sampled in tiles
+        data.to_pil(0.6 * torch.rand(3, *size, generator=g) - 0.3).save(lr_dir / f'{name}.png')
+    gaps = {}
+    for label, extra in (('plain', []), ('consistent', ['--consistent'])):
+        status, _, err = cli('sample', '--model', run_dir, '--input', lr_dir, '--out', tmp_path / label, '--steps', '5',
+                             '--quiet', *extra)
+        assert status == 0, err
+        assert json.loads((tmp_path / label / 'sample.json').read_text())['consistent'] == bool(extra)
+        for name in ('square', 'wide'):
+            lr = data.to_tensor(data.load_rgb(lr_dir / f'{name}.png'))[None]
+            out = data.to_tensor(data.load_rgb(tmp_path / label / f'{name}.png'))[None]
+            assert out.shape[-2:] == (lr.shape[-2] * 4, lr.shape[-1] * 4)
+            gaps[label, name] = consistency(out, lr).item()
+    for name in ('square', 'wide'):                                           # an 8-bit output: rounding is all that is left
+        assert gaps['consistent', name] < 1e-5 < gaps['plain', name], gaps
+    # the Python API: the same images
+    loaded = load_run(run_dir)
+    image = lr_dir / 'square.png'
+    assert loaded(image, steps=5, consistent=True).tobytes() != loaded(image, steps=5).tobytes()
+    # a regression does not sample: refused in one line, nothing written
+    reg_dir = tmp_path / 'reg'
+    status, _, err = cli('train', '--preset', 'micro', '--method', 'regression', '--device', 'cpu', '--max-steps', '2',
+                         '--out', reg_dir, '--quiet')
+    assert status == 0, err
+    status, _, err = cli('sample', '--model', reg_dir, '--input', lr_dir, '--out', tmp_path / 'r', '--consistent', '--quiet')
+    assert status != 0 and 'needs an SR3 run' in err and not (tmp_path / 'r').exists()
