@@ -51,10 +51,17 @@ def test_sample_help_lists_the_samplers():
         parser.parse_args(['sample', '--model', 'r', '--input', 'i', '--out', 'o', '--sampler', 'heun'])
 
 
-def test_sr3lit_sample_with_dpmpp2m(tmp_path):
-    run_dir = tmp_path / 'micro'
+@pytest.fixture(scope='module')
+def micro_run(tmp_path_factory):
+    "A micro SR3 run trained for two steps from the command line (the plumbing, not the pictures)."
+    run_dir = tmp_path_factory.mktemp('runs') / 'micro'
     status, _, err = cli('train', '--preset', 'micro', '--device', 'cpu', '--max-steps', '2', '--out', run_dir, '--quiet')
     assert status == 0, err
+    return run_dir
+
+
+def test_sr3lit_sample_with_dpmpp2m(tmp_path, micro_run):
+    run_dir = micro_run
     lr = tmp_path / 'lr'
     lr.mkdir()
     data.to_pil(torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1).save(lr / 'a.png')
@@ -86,12 +93,10 @@ def test_sr3lit_sample_with_dpmpp2m(tmp_path):
     assert sde[0][1] == sde[1][1]
 
 
-def test_sr3lit_sample_consistent_shrinks_back_to_the_input(tmp_path):
+def test_sr3lit_sample_consistent_shrinks_back_to_the_input(tmp_path, micro_run):
     from sr3lit.inference import load_run
     from sr3lit.metrics import consistency
-    run_dir = tmp_path / 'micro'
-    status, _, err = cli('train', '--preset', 'micro', '--device', 'cpu', '--max-steps', '2', '--out', run_dir, '--quiet')
-    assert status == 0, err
+    run_dir = micro_run
     lr_dir = tmp_path / 'lr'
     lr_dir.mkdir()
     g = torch.Generator().manual_seed(0)
