@@ -20,9 +20,9 @@ from the study's noise (its seed 0, as `experiments.sr3_outputs` draws it), so `
 variant: the samples' PSNR minus the regression's (paired mean +- standard error over the test patches), their
 high-frequency energy ratio (all, the cat, the portrait; sr3lit.metrics), their consistency with the inputs (the SR3
 paper's MSE, sr3lit.metrics.consistency, mean), the share of their squared error that the input sees (its part in
-the range of the bicubic shrink, chapter 09; printed for bicubic and the regression too), the seconds it took, and, where an earlier variant ran the same steps
-plain (temperature 1, one symmetry, not consistent), the PSNR paired against that one. Printed, and
-saved in `--out` (default `<study>/sampler_variants`) as `sampler_variants.json` and `sampler_variants.png`: 16 test
+the range of chapter 09's projection; printed for bicubic and the regression too), the seconds it took, and, where
+an earlier variant ran the same steps plain (temperature 1, one symmetry, not consistent), the PSNR paired against
+that one. Printed, and saved in `--out` (default `<study>/sampler_variants`) as `sampler_variants.json` and `sampler_variants.png`: 16 test
 patches spread over the test set, a row each: bicubic, the regression, each variant, the reference.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def variant_outputs(run: inference.Run, x_up: torch.Tensor, names: list, steps: 
 
 
 def error_seen_by_input(out: torch.Tensor, hr: torch.Tensor, lr_size: int) -> float:
-    "The share of the squared error of `out` against `hr` that lies in what the LR input sees: the range of the bicubic shrink."
+    "The share of the squared error of `out` against `hr` that lies in what the LR input sees (chapter 09's projection)."
     A = resize_matrix(hr.shape[-1], lr_size)
     A_pinv = torch.linalg.pinv(A)
     error = out.double() - hr.double()
