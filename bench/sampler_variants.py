@@ -38,7 +38,7 @@ import torch
 
 from sr3lit import experiments, images, inference, metrics
 from sr3lit.regression import target_of
-from sr3lit.sampling import Consistent, Symmetrised, resize_matrix
+from sr3lit.sampling import Consistent, Symmetrised
 from tiny_choices import finished_study, paired      # bench/ is on the path when this script runs
 
 DEFAULT_VARIANTS = ['500,1,1', '500,0.9,1', '500,0.8,1', '100,1,1', '100,1,8', '500,1,1,1']
@@ -61,20 +61,16 @@ def variant_outputs(run: inference.Run, x_up: torch.Tensor, names: list, steps: 
     "The study's sampler (respaced DDPM, its noise) with the network symmetrised or made consistent and the steps' noise scaled."
     if symmetries == 8: run = dataclasses.replace(run, model=Symmetrised(run.model))
     if consistent:
-        factor = run.config.hr_size // run.config.lr_size
-        run = dataclasses.replace(run, model=Consistent(run.model, factor, target_of(run.config).scale))
+        run = dataclasses.replace(run, model=Consistent(run.model, run.config.hr_size // run.config.lr_size, target_of(run.config).scale))
     out, _ = experiments.sr3_outputs(run, x_up, names, steps=steps, schedule='respace', temperature=temperature,
                                      batch_size=experiments.EXPERIMENT_PRESETS['tiny'].batch_size)   # the study's noise
     return out
 
 
-def error_seen_by_input(out: torch.Tensor, hr: torch.Tensor, lr_size: int) -> float:
-    "The share of the squared error of `out` against `hr` that lies in what the LR input sees (chapter 09's projection)."
-    A = resize_matrix(hr.shape[-1], lr_size)
-    A_pinv = torch.linalg.pinv(A)
+def error_seen_by_input(out: torch.Tensor, hr: torch.Tensor, factor: int) -> float:
+    "The share of the squared error of `out` against `hr` that lies in what the LR input sees (chapter 09's `Consistent.seen`)."
     error = out.double() - hr.double()
-    seen = A_pinv @ (A @ error @ A.T) @ A_pinv.T                                  # chapter 09's projection of the error
-    return round(float(seen.pow(2).sum() / error.pow(2).sum()), 4)
+    return round(float(Consistent(None, factor).seen(error).pow(2).sum() / error.pow(2).sum()), 4)
 
 
 def main(argv=None) -> int:
@@ -94,10 +90,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     r = experiments.regression_outputs(reg, x_up)
     psnr_reg = metrics.psnr(r, hr)
-    lr_size = run.config.lr_size
-    print(json.dumps({'error_seen_by_input': {'bicubic': error_seen_by_input(x_up, hr, lr_size),
-                                              'regression': error_seen_by_input(r, hr, lr_size)}}), flush=True)
-    scale, cat = run.config.hr_size // run.config.lr_size, torch.tensor([experiments.photograph_of(n) == 'chelsea' for n in names])
+    scale = run.config.hr_size // run.config.lr_size
+    print(json.dumps({'error_seen_by_input': {'bicubic': error_seen_by_input(x_up, hr, scale),
+                                              'regression': error_seen_by_input(r, hr, scale)}}), flush=True)
+    cat = torch.tensor([experiments.photograph_of(n) == 'chelsea' for n in names])
     out_dir = args.out or args.study / 'sampler_variants'
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, samples, psnrs = [], [], []
@@ -110,7 +106,7 @@ def main(argv=None) -> int:
                'minus_regression': paired(p, psnr_reg), 'hf_ratio': hf(slice(None)), 'hf_ratio_cat': hf(cat),
                'hf_ratio_portrait': hf(~cat),
                'consistency': float(f"{metrics.consistency(y, lr).mean():.3g}"),
-               'error_seen_by_input': error_seen_by_input(y, hr, lr_size), 'seconds': round(time.perf_counter() - start, 1)}
+               'error_seen_by_input': error_seen_by_input(y, hr, scale), 'seconds': round(time.perf_counter() - start, 1)}
         plain = next((i for i, r in enumerate(rows) if (r['steps'], r['temperature'], r['symmetries'], r['consistent']) == (steps, 1.0, 1, 0)), None)
         if plain is not None and (temperature, symmetries, consistent) != (1.0, 1, 0):
             row['minus_plain'] = paired(p, psnrs[plain])

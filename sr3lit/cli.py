@@ -267,7 +267,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--samples', type=int, default=1, metavar='K', help='samples per image (NAME_0.png .. NAME_{K-1}.png)')
     p.add_argument('--seed', type=int, default=0, metavar='S')
     p.add_argument('--consistent', action='store_true',
-                   help="SR3: move every step's estimate to shrink exactly to the input (DDNM's projection; no extra cost)")
+                   help="SR3: move every step's estimate to shrink exactly to the input (DDNM's projection; a few small matrix products per step)")
     p.add_argument('--weights', choices=('ema', 'model'), default='ema', help='EMA (default) or raw weights')
     p.add_argument('--overlap', type=int, metavar='PX', help='overlap of tiles for large images (default: a quarter tile)')
     p.add_argument('--device', default='auto', metavar='DEV', help='auto, cpu, cuda or cuda:N')
@@ -278,8 +278,6 @@ def sample_command(args: argparse.Namespace) -> int:
     "Run `sr3lit sample` (see `--help`); the exit status."
     if args.steps is not None and args.steps < 1: raise ValueError(f"--steps must be >= 1, got {args.steps}")
     run = inference.load_run(args.model, args.device, args.weights)
-    if args.consistent and run.method.name != 'sr3':
-        raise ValueError(f"--consistent needs an SR3 run; {args.model} is a {run.method.name}, which does not sample")
     inference.plan_outputs(args.input, args.out, args.samples, args.overwrite, also=('sample.json',))  # refuse before sampling
     if args.steps is not None and args.steps > run.config.n_timestep:
         raise ValueError(f"--steps {args.steps} exceeds the model's T={run.config.n_timestep}")

@@ -474,13 +474,18 @@ class Consistent(nn.Module):
             self._ops[key] = tuple(m.to(device) for m in (A, torch.linalg.pinv(A), torch.linalg.pinv(U)))
         return self._ops[key]
 
+    def seen(self, images: torch.Tensor) -> torch.Tensor:
+        "The part of `images` (..., H, W) that their shrink sees, A+ A images B^T B+^T (the range of the projection); float64."
+        (A, A_pinv, _), (B, B_pinv, _) = (self.operators(n, images.device) for n in images.shape[-2:])
+        return A_pinv @ (A @ images.double() @ B.T) @ B_pinv.T
+
     def project(self, y0_hat: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
         "`y0_hat` (the image, or the residual scale*(y0 - x_up)) moved to agree with the input behind `x_up`; float64."
-        (A, A_pinv, U_pinv), (B, B_pinv, V_pinv) = (self.operators(n, y0_hat.device) for n in y0_hat.shape[-2:])
+        (_, A_pinv, U_pinv), (_, B_pinv, V_pinv) = (self.operators(n, y0_hat.device) for n in y0_hat.shape[-2:])
         y0_hat, x_up = y0_hat.double(), x_up.double()
         image = y0_hat if self.scale is None else x_up + y0_hat / self.scale
         lr = U_pinv @ x_up @ V_pinv.T                                                  # the input, read back
-        change = A_pinv @ (lr - A @ image @ B.T) @ B_pinv.T
+        change = A_pinv @ lr @ B_pinv.T - self.seen(image)                             # the input's part for the image's
         return y0_hat + (change if self.scale is None else self.scale * change)
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:

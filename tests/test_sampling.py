@@ -140,6 +140,7 @@ def test_consistent_projection_is_the_nearest_image_that_shrinks_to_the_input(si
     w = torch.randn(2, 3, big, big, dtype=torch.float64, generator=g)
     zero_shrink = w - torch.linalg.pinv(A) @ (A @ w @ A.T) @ torch.linalg.pinv(A).T
     torch.testing.assert_close(A @ zero_shrink @ A.T, torch.zeros_like(lr), atol=1e-9, rtol=0)
+    torch.testing.assert_close(w - proj.seen(w), zero_shrink, atol=1e-12, rtol=0)       # seen: the part the shrink keeps
     other = p + (zero_shrink if scale is None else scale * zero_shrink)
     assert ((p - y0).pow(2).sum() < (other - y0).pow(2).sum()).item()
 
@@ -160,6 +161,7 @@ def test_consistent_refuses_bad_factors_and_sizes():
         with pytest.raises(ValueError, match='factor'): Consistent(None, factor)
     with pytest.raises(ValueError, match='not a multiple'): Consistent(None, 4).project(torch.zeros(1, 3, 30, 32), torch.zeros(1, 3, 30, 32))
 
+
 def test_consistent_network_implies_the_projected_estimate():
     class Net(nn.Module):
         def forward(self, x, level): return torch.tanh(x[:, 3:] - 0.3 * x[:, :3].roll(1, -1)) * level.view(-1, 1, 1, 1)
@@ -178,6 +180,7 @@ def test_consistent_network_implies_the_projected_estimate():
     plain = sample(Net(), x_up, LINEAR.respace(10), clip_denoised=False, seed=0, progress=False)
     torch.testing.assert_close(A @ (x_up + out / 4) @ A.T, lr, atol=1e-9, rtol=0)      # the chain ends consistent
     assert (A @ (x_up + plain / 4) @ A.T - lr).abs().max() > 1e-3                       # which the plain chain does not
+
 
 def test_algorithm2_with_all_steps_reaches_the_data_distribution():
     mean, var = toy_chain_moments(LINEAR, lambda i: LINEAR.betas[i] * (1 - LINEAR.gammas_prev[i]) / (1 - LINEAR.gammas[i]))

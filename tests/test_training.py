@@ -603,6 +603,7 @@ def test_input_perturbation_setting(tmp_path):
     (tmp_path / 'config.json').write_text(json.dumps(values))
     assert read_run_config(tmp_path).input_perturbation == 0.0     # a run made before the setting: Algorithm 1
 
+
 def test_the_tiny_datasets_travel_to_spawned_loader_processes():
     # the tiny preset loads in a worker process; where processes are spawned (macOS, Windows) the dataset is pickled
     import pickle
