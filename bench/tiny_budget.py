@@ -4,6 +4,7 @@ of a finished study, not a way to choose settings (choices are made on training 
 
     make reproduce                                                      # runs/tiny: the study, its test set and regression
     python bench/tiny_budget.py --steps 4000 --out /tmp/budget/4000     # SR3 trained twice as long
+    python bench/tiny_budget.py --steps 6000 --set inner_channel=32 --out /tmp/budget/w32   # and twice as wide
 
 Printed, and saved as `<out>/budget.json` (paired mean +- standard error over the test patches):
 
@@ -31,13 +32,15 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, required=True, help="SR3's training steps (the study's: 2000)")
     parser.add_argument('--out', type=Path, required=True, help='the SR3 run folder (created, or scored if finished)')
     parser.add_argument('--study', type=Path, default=Path('runs/tiny'), help='the finished study (default runs/tiny)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help="another TrainConfig setting to change (repeatable; e.g. inner_channel=32)")
     parser.add_argument('--n-figure', type=int, default=16, help='test patches in budget_samples.png (default 16; 0: no figure)')
     args = parser.parse_args(argv)
     study_results, names, hr, x_up = finished_study(args.study, parser)
     n_chain = study_results['methods']['sr3']['steps']
 
     study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)
-    try: cfg = study['sr3']._replace([f'max_steps={args.steps}'])
+    try: cfg = study['sr3']._replace([f'max_steps={args.steps}', *args.set])
     except ValueError as e: parser.error(str(e))
     run, summary = experiments.train_stage('sr3', cfg, args.out, experiments.Progress())
     reg = inference.load_run(args.study / 'regression')
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
     chain, _ = experiments.sr3_outputs(run, x_up, names, steps=n_chain, schedule='respace', batch_size=48)
     few, _ = experiments.sr3_outputs(run, x_up, names, steps=10, sampler='dpmpp2m_sde', batch_size=48)
     psnr_chain, scale = metrics.psnr(chain, hr), cfg.hr_size // cfg.lr_size
-    result = {'steps': args.steps, 'chain_steps': n_chain, 'train_seconds': summary['seconds'], 'n': len(hr),
+    result = {'steps': args.steps, 'settings': args.set, 'chain_steps': n_chain, 'train_seconds': summary['seconds'], 'n': len(hr),
               'chain_minus_regression': paired(psnr_chain, psnr_reg),
               'chain_ssim': round(float(metrics.ssim(chain, hr).mean()), 4),
               'chain_hf_ratio': round(metrics.high_frequency_ratio(chain, hr, scale), 3),
