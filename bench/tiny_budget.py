@@ -10,6 +10,7 @@ Printed, and saved as `<out>/budget.json` (paired mean +- standard error over th
 
 - the study's main chain (its Table 1 row: DDPM, as many respaced steps as the study's) from this run: its PSNR minus
   the regression's, its SSIM and high-frequency energy ratio;
+- per test photograph: that chain's PSNR minus the study's own chain's (the same noise) and its high-frequency ratio;
 - DPM-Solver++(2M) SDE with 10 network evaluations (its default levels) minus the chain, and its ratio (Table 2's check).
 
 Saved beside it, `<out>/budget_samples.png`: `--n-figure` test patches spread evenly over the test set (as the study's
@@ -22,6 +23,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 from sr3lit import experiments, images, inference, metrics
 from tiny_choices import finished_study, paired     # bench/ is on the path when this script runs
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     n_chain = study_results['methods']['sr3']['steps']
 
     study = experiments.train_configs(experiments.EXPERIMENT_PRESETS['tiny'], device='cpu', progress=False)
+    if any(s.split('=')[0].strip() == 'max_steps' for s in args.set): parser.error("give the training steps as --steps, not --set max_steps")
     try: cfg = study['sr3']._replace([f'max_steps={args.steps}', *args.set])
     except ValueError as e: parser.error(str(e))
     run, summary = experiments.train_stage('sr3', cfg, args.out, experiments.Progress())
@@ -56,10 +60,18 @@ def main(argv=None) -> int:
               'sde10_ssim_minus_chain': paired(metrics.ssim(few, hr), metrics.ssim(chain, hr)),
               'sde10_hf_ratio': round(metrics.high_frequency_ratio(few, hr, scale), 3)}
     study_chain = args.study / 'samples' / study_results['full_tag']
-    if args.n_figure > 0 and (study_chain / f'{names[0]}.png').is_file():
+    own = experiments.read_images(study_chain, names) if (study_chain / f'{names[0]}.png').is_file() else None
+    psnr_own = None if own is None else metrics.psnr(own, hr)
+    result['by_photograph'] = {}
+    for photo in dict.fromkeys(map(experiments.photograph_of, names)):
+        mask = torch.tensor([experiments.photograph_of(n) == photo for n in names])
+        row = {'n': int(mask.sum()), 'chain_hf_ratio': round(metrics.high_frequency_ratio(chain[mask], hr[mask], scale), 3)}
+        if own is not None: row['chain_minus_study_chain'] = paired(psnr_chain[mask], psnr_own[mask])
+        result['by_photograph'][photo] = row
+    if own is not None: result['chain_minus_study_chain'] = paired(psnr_chain, psnr_own)
+    if args.n_figure > 0 and own is not None:
         pick = experiments.pick_indices(len(names), args.n_figure)
-        columns = [x_up, experiments.read_images(study_chain, names), chain, hr]
-        images.save_image_grid([c[pick] for c in columns], args.out / 'budget_samples.png')
+        images.save_image_grid([c[pick] for c in [x_up, own, chain, hr]], args.out / 'budget_samples.png')
     (args.out / 'budget.json').write_text(json.dumps(result, indent=1) + '\n')
     print(json.dumps(result, indent=1))
     return 0
