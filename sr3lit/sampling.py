@@ -24,7 +24,7 @@ from .schedules import NoiseSchedule
 __all__ = ['SCHEDULE_METHODS', 'FEW_STEP_SIGMAS', 'KARRAS_WINDOW_SIGMAS', 'VARIANCES', 'REVERSE_STEP_MISTAKES', 'SAMPLERS',
            'SAMPLER_SCHEDULES', 'sampling_schedule', 'ExactDenoiser', 'p_sample_step', 'check_reverse_step',
            'reverse_step_coefficients', 'SamplingTrace', 'sample', 'Symmetrised', 'resize_matrix', 'Consistent',
-           'implied_score', 'annealed_langevin']
+           'Guided', 'implied_score', 'annealed_langevin']
 
 # %% ../nbs/09_sampling.ipynb #16886c19
 SCHEDULE_METHODS = ('respace', 'rediscretize', 'log_snr', 'log_snr_window', 'karras', 'karras_window')
@@ -496,6 +496,18 @@ class Consistent(nn.Module):
         y0_hat = (y_t.double() - (1 - gamma).sqrt() * eps.double()) / gamma.sqrt()
         change = self.project(y0_hat, x_up) - y0_hat
         return (eps.double() - (gamma / (1 - gamma)).sqrt() * change).to(eps.dtype)
+
+# %% ../nbs/09_sampling.ipynb #g1d4e002
+class Guided(nn.Module):
+    "Guidance of noise predictor `good` by `bad`: bad(x) + weight (good(x) - bad(x)) (autoguidance; classifier-free with `bad` unconditioned)."
+    def __init__(self, good: nn.Module, bad: nn.Module, weight: float):
+        super().__init__(); self.good, self.bad, self.weight = good, bad, float(weight)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        bad = self.bad(x, level)
+        return bad + self.weight * (self.good(x, level) - bad)
+
+    def extra_repr(self) -> str: return f"weight={self.weight:g}"
 
 # %% ../nbs/09_sampling.ipynb #e46a5076
 # the spacing `sr3_predict` and `sr3lit sample` use with each sampler unless told (see the table above for dpmpp2m)

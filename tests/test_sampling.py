@@ -11,7 +11,7 @@ from sr3lit.data import downsample, upsample
 from sr3lit.posterior import posterior_mean_variance, predict_y0_from_noise
 from sr3lit.sampling import (ExactDenoiser, SamplingTrace, annealed_langevin, implied_score, p_sample_step,
                              reverse_step_coefficients, sample, sampling_schedule, Symmetrised, Consistent,
-                             resize_matrix)
+                             resize_matrix, Guided)
 from sr3lit.schedules import NoiseSchedule
 
 LINEAR = NoiseSchedule.make('linear', 1000, 1e-4, 2e-2)
@@ -180,6 +180,36 @@ def test_consistent_network_implies_the_projected_estimate():
     plain = sample(Net(), x_up, LINEAR.respace(10), clip_denoised=False, seed=0, progress=False)
     torch.testing.assert_close(A @ (x_up + out / 4) @ A.T, lr, atol=1e-9, rtol=0)      # the chain ends consistent
     assert (A @ (x_up + plain / 4) @ A.T - lr).abs().max() > 1e-3                       # which the plain chain does not
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.01, 0.99), st.floats(0.1, 1.0), st.floats(0.0, 3.0))
+def test_guided_score_is_that_of_the_two_gaussians_combined(gamma, tau_b, w):
+    "Good network exact for N(MU, TAU^2), bad for N(MU, tau_b^2): the guided score is w s_good + (1 - w) s_bad, in closed form."
+    good, bad = gaussian_toy(), ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=torch.float64), std=tau_b)
+    y = torch.linspace(-3, 3, 7, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    precision = w / (gamma * TAU**2 + 1 - gamma) + (1 - w) / (gamma * tau_b**2 + 1 - gamma)
+    score = implied_score(Guided(good, bad, w), torch.zeros_like(y), y, gamma)
+    torch.testing.assert_close(score, -(y - math.sqrt(gamma) * MU) * precision, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize('w', [0.0, 1.0, 1.5])
+def test_guided_chain_has_the_moments_of_the_guided_recursion(w):
+    "Algorithm 2 with a guided Gaussian pair against its exact moments, the DDPM recursion written with eps = w eps_good + (1-w) eps_bad."
+    tau_b, sched = 0.3, LINEAR.respace(50)
+    m, q = 0.0, 1.0
+    for i in reversed(range(sched.T)):
+        g, gp, b = sched.gammas[i], sched.gammas_prev[i], sched.betas[i]
+        c1, c2 = math.sqrt(gp) * b / (1 - g), math.sqrt(1 - b) * (1 - gp) / (1 - g)
+        k = math.sqrt(1 - g) * (w / (g * TAU**2 + 1 - g) + (1 - w) / (g * tau_b**2 + 1 - g))   # eps = k (y - sqrt(g) MU)
+        slope = c1 * (1 - math.sqrt(1 - g) * k) / math.sqrt(g) + c2
+        m = slope * m + c1 * math.sqrt(1 - g) * k * MU
+        q = slope**2 * q + (b * (1 - gp) / (1 - g) if i > 0 else 0.0)
+    bad = ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=torch.float64), std=tau_b)
+    out = sample(Guided(gaussian_toy(), bad, w), torch.zeros(20_000, 1, 1, 1, dtype=torch.float64), sched,
+                 clip_denoised=False, seed=2, progress=False)
+    within_se(out.flatten(), m, q)
+    if w == 1.5: assert math.sqrt(q) > TAU * 1.05           # a bad network that shrinks too much: guidance widens the samples
 
 
 def test_algorithm2_with_all_steps_reaches_the_data_distribution():
