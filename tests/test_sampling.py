@@ -26,14 +26,15 @@ def gaussian_toy(dtype=torch.float64):
     return ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=dtype), std=TAU)
 
 
-def toy_chain_moments(schedule, noise_var):
+def toy_chain_moments(schedule, noise_var, precision=lambda g: 1 / (g * TAU**2 + 1 - g)):
     """Exact mean and variance of DDPM's output on the Gaussian toy (no clipping), written from the DDPM formulas:
-    y0_hat = (y - sqrt(1-g) eps)/sqrt(g), mean = c1 y0_hat + c2 y, eps = sqrt(1-g) (y - sqrt(g) MU) / (g TAU^2 + 1 - g)."""
+    y0_hat = (y - sqrt(1-g) eps)/sqrt(g), mean = c1 y0_hat + c2 y, eps = sqrt(1-g) (y - sqrt(g) MU) precision(g), the
+    precision of the noised marginal the network's score belongs to (the toy's own: 1 / (g TAU^2 + 1 - g))."""
     m, q = 0.0, 1.0
     for i in reversed(range(schedule.T)):
         g, gp, b = schedule.gammas[i], schedule.gammas_prev[i], schedule.betas[i]
         c1, c2 = math.sqrt(gp) * b / (1 - g), math.sqrt(1 - b) * (1 - gp) / (1 - g)
-        k = math.sqrt(1 - g) / (g * TAU**2 + 1 - g)                     # eps = k (y - sqrt(g) MU)
+        k = math.sqrt(1 - g) * precision(g)                             # eps = k (y - sqrt(g) MU)
         slope = c1 * (1 - math.sqrt(1 - g) * k) / math.sqrt(g) + c2
         m = slope * m + c1 * math.sqrt(1 - g) * k * MU
         q = slope**2 * q + (noise_var(i) if i > 0 else 0.0)
@@ -195,16 +196,10 @@ def test_guided_score_is_that_of_the_two_gaussians_combined(gamma, tau_b, w):
 
 @pytest.mark.parametrize('w', [0.0, 1.0, 1.5])
 def test_guided_chain_has_the_moments_of_the_guided_recursion(w):
-    "Algorithm 2 with a guided Gaussian pair against its exact moments, the DDPM recursion written with eps = w eps_good + (1-w) eps_bad."
+    "Algorithm 2 with a guided Gaussian pair against its exact moments: the DDPM recursion with the guided marginal's precision."
     tau_b, sched = 0.3, LINEAR.respace(50)
-    m, q = 0.0, 1.0
-    for i in reversed(range(sched.T)):
-        g, gp, b = sched.gammas[i], sched.gammas_prev[i], sched.betas[i]
-        c1, c2 = math.sqrt(gp) * b / (1 - g), math.sqrt(1 - b) * (1 - gp) / (1 - g)
-        k = math.sqrt(1 - g) * (w / (g * TAU**2 + 1 - g) + (1 - w) / (g * tau_b**2 + 1 - g))   # eps = k (y - sqrt(g) MU)
-        slope = c1 * (1 - math.sqrt(1 - g) * k) / math.sqrt(g) + c2
-        m = slope * m + c1 * math.sqrt(1 - g) * k * MU
-        q = slope**2 * q + (b * (1 - gp) / (1 - g) if i > 0 else 0.0)
+    m, q = toy_chain_moments(sched, lambda i: sched.betas[i] * (1 - sched.gammas_prev[i]) / (1 - sched.gammas[i]),
+                             lambda g: w / (g * TAU**2 + 1 - g) + (1 - w) / (g * tau_b**2 + 1 - g))
     bad = ExactDenoiser(torch.full((1, 1, 1, 1), MU, dtype=torch.float64), std=tau_b)
     out = sample(Guided(gaussian_toy(), bad, w), torch.zeros(20_000, 1, 1, 1, dtype=torch.float64), sched,
                  clip_denoised=False, seed=2, progress=False)
