@@ -23,7 +23,7 @@ from .schedules import NoiseSchedule
 # %% auto #0
 __all__ = ['TOLERANCES', 'OUT_OF_BOUNDS', 'CheckFailed', 'NotImplementedYet', 'Delegated', 'Mistake', 'Case', 'describe',
            'tolerance', 'close_enough', 'call_exercise', 'no_delegation', 'print_passed', 'run_check', 'per_image',
-           'random_images', 'random_normal', 'step_terms', 'catalogue_power']
+           'random_images', 'random_normal', 'drawn_afresh', 'step_terms', 'catalogue_power']
 
 # %% ../nbs/00b_checks.ipynb #bc6db8f4
 class CheckFailed(AssertionError):
@@ -242,6 +242,17 @@ def random_images(shape, gen: torch.Generator, dtype=torch.float32, low: float =
 
 def random_normal(shape, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+
+def drawn_afresh(z: torch.Tensor, given: torch.Tensor, sigmas: float = 6.0) -> bool:
+    """Whether `z` (1-d float64: a student's noise, standardised as if it were `given`) is standard normal noise drawn afresh
+    instead of `given`: its standard deviation within `sigmas` standard errors of 1 (about 1/sqrt(2n) for n draws) and its
+    correlation with `given` within `sigmas` standard errors of 0 (1/sqrt(n)). The bounds widen as n shrinks, so that
+    fresh noise is recognised on a small case too, but stay below 0.6 and 0.8: no noise (standard deviation 0) and
+    any multiple of `given` (correlation +-1) never pass."""
+    n = z.numel()
+    if n < 20 or not torch.isfinite(z).all(): return False
+    corr = torch.corrcoef(torch.stack([z, given]))[0, 1]
+    return bool((z.std() - 1).abs() < min(0.6, sigmas / math.sqrt(2 * n)) and corr.abs() < min(0.8, sigmas / math.sqrt(n)))
 
 def step_terms(schedule: NoiseSchedule, t) -> dict[str, torch.Tensor]:
     "The float64 (B,) terms beta, alpha, gamma, gamma_prev of `schedule` at steps `t`, or None if a step is outside 1..T."

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checks import Case, Mistake, describe, no_delegation, per_image, print_passed, random_images, random_normal, run_check
+from .checks import Case, Mistake, describe, drawn_afresh, no_delegation, per_image, print_passed, random_images, random_normal, run_check
 from .images import to_uint8
 from .schedules import NoiseSchedule
 
@@ -156,8 +156,7 @@ def _q_sample_variants(y0: torch.Tensor, gamma, noise: torch.Tensor) -> tuple[to
     if noisy.sum() >= 50:
         def fresh_noise(o):
             z = ((o.detach().to(torch.float64) - g.sqrt() * Y) / (1 - g).sqrt().clamp_min(1e-12))[noisy]
-            corr = torch.corrcoef(torch.stack([z, N[noisy]]))[0, 1]
-            return bool(torch.isfinite(z).all() and 0.7 < z.std() < 1.3 and corr.abs() < 0.5)
+            return drawn_afresh(z, N[noisy])
         v['fresh_noise'] = fresh_noise
     return out(g.sqrt(), (1 - g).sqrt()), v
 

@@ -14,7 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, no_delegation, per_image, print_passed, random_images,
+from .checks import (OUT_OF_BOUNDS, Case, CheckFailed, Mistake, describe, drawn_afresh, no_delegation, per_image, print_passed, random_images,
                            random_normal, run_check, step_terms)
 from .forward import timestep_tensor
 from .posterior import posterior_mean_variance, predict_y0_from_noise
@@ -282,7 +282,7 @@ def _reverse_step_cases(seed: int = 5) -> list[Case]:
         if visible.sum() >= 30:
             def fresh_noise(out, mean=mean, sd=sd, visible=visible, z=noise.to(torch.float64)):
                 r = ((out.detach().to(torch.float64) - mean) / sd.where(visible, torch.ones_like(sd)))[visible]
-                return bool(torch.isfinite(r).all() and 0.6 < r.std() < 1.4 and torch.corrcoef(torch.stack([r, z[visible]]))[0, 1].abs() < 0.5)
+                return drawn_afresh(r, z[visible])
             v['fresh_noise'] = fresh_noise
         label = f"y_t {describe(y_t)}, {what}, t = {t.tolist() if torch.is_tensor(t) else t}, clip_denoised={clip}, variance={variance!r}"
         cases.append(Case(label, args, expected, v, kwargs, atol=1e-5 if dt == torch.float32 else None))

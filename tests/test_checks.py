@@ -115,6 +115,23 @@ def test_q_sample_broadcasting_precision_and_noise_mistakes():
     assert 'rounded to float32' in messages['float32']
     assert 'is not the `noise` argument' in messages['fresh']
     assert_distinct(messages)
+    with torch.random.fork_rng():                       # whatever the fresh noise happens to be, the diagnosis is the same
+        for seed in range(200):
+            torch.manual_seed(seed)
+            assert 'is not the `noise` argument' in failure(forward.check_q_sample, fresh_noise), seed
+
+
+@pytest.mark.parametrize('n', [20, 50, 768])
+def test_drawn_afresh_tells_fresh_noise_from_the_given_noise(n):
+    gen = torch.Generator().manual_seed(n)
+    draw = lambda: torch.randn(n, generator=gen, dtype=torch.float64)
+    given = draw()
+    assert all(checks.drawn_afresh(draw(), given) for _ in range(2000))      # 6 standard errors: a miss is ~1e-8 likely
+    for wrong in (given, -given, 0.5 * given, 1.3 * given, torch.zeros(n, dtype=torch.float64), 3 * draw(),
+                  given + torch.full((n,), float('nan'), dtype=torch.float64).where(torch.arange(n) == 0, torch.zeros(n, dtype=torch.float64))):
+        assert not checks.drawn_afresh(wrong, given)
+    if n >= 500:                                        # the bounds narrow as n grows: here half the given noise is caught
+        assert not any(checks.drawn_afresh(0.5 * given + 0.75 ** 0.5 * draw(), given) for _ in range(200))
 
 
 def test_placeholder_missing_return_dtype_and_in_place_changes():
@@ -331,6 +348,16 @@ def test_reverse_step_mistakes_are_named():
     assert 'multiplies the noise by the variance' in messages['variance not std']
     assert 'terms of step t+1' in messages['t off by one']
     assert_distinct(messages)
+
+
+def test_reverse_step_with_fresh_noise_is_named_whatever_the_noise():
+    step = step_from()
+    def fresh(model, schedule, x_up, y_t, t, noise=None, **kw):
+        return step(model, schedule, x_up, y_t, t, noise=torch.randn_like(y_t), **kw)
+    with torch.random.fork_rng():
+        for seed in range(30):
+            torch.manual_seed(seed)
+            assert 'is not the `noise` argument' in failure(sampling.check_reverse_step, fresh), seed
 
 
 # ---------------------------------------------------------------- exercise 6: PSNR
