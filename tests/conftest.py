@@ -1,6 +1,8 @@
 "Shared pytest fixtures, and the hypothesis profile."
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -25,7 +27,5 @@ def one_thread():
 def seeded():
     """Every test starts from the same global random state, whatever ran before it, so that a failure reproduces when
     the test is run alone. Tests that use randomness still draw from their own generators where a property is claimed."""
-    import random
-    import numpy as np
     random.seed(0); np.random.seed(0); torch.manual_seed(0)
     yield
